@@ -1,0 +1,11 @@
+"""The collector registry: every collector by name, in output order."""
+
+from typing import Dict
+
+from . import counted, inet, netlink, packet, unix
+from .base import Collector
+
+REGISTRY: Dict[str, Collector] = {
+    col.name: col
+    for col in inet.COLLECTORS + unix.COLLECTORS + netlink.COLLECTORS + packet.COLLECTORS + counted.COLLECTORS
+}

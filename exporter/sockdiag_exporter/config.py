@@ -1,0 +1,212 @@
+"""Configuration: YAML validated once, at the edge, into frozen typed objects.
+
+Every problem is a ConfigError whose message is one line naming the key path and what is wrong.
+"""
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional, Tuple
+
+import yaml
+
+from .collectors import REGISTRY
+
+DEFAULT_PORT = 9965
+LOG_LEVELS = ("debug", "info", "warn", "error")
+LOG_FORMATS = ("logfmt", "json")
+
+
+class ConfigError(Exception):
+    """Invalid configuration; str() is one line."""
+
+
+def parse_listen_address(value: str) -> Tuple[str, int]:
+    """'host:port', '[v6]:port' or ':port' (every address) -> (host, port); host '' means every address."""
+    match = re.fullmatch(r"(?:\[([0-9A-Fa-f:.%\w]+)\]|([^\[\]:]*)):(\d{1,5})", value)
+    if not match:
+        raise ValueError("expected host:port, [ipv6]:port or :port")
+    port = int(match.group(3))
+    if not 0 < port < 65536:
+        raise ValueError(f"port {port} is out of range 1-65535")
+    return (match.group(1) or match.group(2) or ""), port
+
+
+def _listen_address(value: str) -> str:
+    parse_listen_address(value)
+    return value
+
+
+def _telemetry_path(value: str) -> str:
+    if not re.fullmatch(r"/[A-Za-z0-9._~/-]+", value):
+        raise ValueError("expected an absolute path other than / (letters, digits, ._~-/)")
+    return value
+
+
+def _one_of(choices):
+    def check(value):
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return value
+    return check
+
+
+def _between(low, high):
+    def check(value):
+        if not low <= value <= high:
+            raise ValueError(f"expected a value from {low:g} to {high:g}")
+        return value
+    return check
+
+
+def _opt(default, check=None):
+    return field(default=default, metadata={"check": check} if check else {})
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    listen_address: str = _opt(f":{DEFAULT_PORT}", _listen_address)
+    telemetry_path: str = _opt("/metrics", _telemetry_path)
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = _opt("info", _one_of(LOG_LEVELS))
+    format: str = _opt("logfmt", _one_of(LOG_FORMATS))
+
+
+@dataclass(frozen=True)
+class NetlinkConfig:
+    receive_buffer_bytes: int = _opt(1 << 20, _between(32768, 64 << 20))
+    timeout_seconds: float = _opt(10.0, _between(0.1, 300))
+    dump_retries: int = _opt(3, _between(0, 100))
+    recheck_unsupported_seconds: float = _opt(300.0, _between(0, 86400))
+
+
+@dataclass(frozen=True)
+class Config:
+    web: WebConfig = field(default_factory=WebConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    netlink: NetlinkConfig = field(default_factory=NetlinkConfig)
+    collectors: Dict[str, bool] = field(default_factory=lambda: {name: True for name in REGISTRY})
+
+    def enabled_collectors(self):
+        return [REGISTRY[name] for name, on in self.collectors.items() if on]
+
+
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _scalar(value: Any, kind: type, path: str):
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if type(value) is not kind or (kind is float and not math.isfinite(value)):
+        raise ConfigError(f"{path}: expected {_TYPE_NAMES[kind]}, got {_describe(value)}")
+    return value
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, (dict, list)):
+        return "a mapping" if isinstance(value, dict) else "a list"
+    return f"{type(value).__name__} {value!r}"
+
+
+def _mapping(data: Any, path: str) -> dict:
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping, got {_describe(data)}")
+    for key in data:
+        if not isinstance(key, str):
+            raise ConfigError(f"{path}: key {key!r} is not a string")
+    return data
+
+
+def _unknown(path: str, key: str, known) -> ConfigError:
+    where = f"{path}.{key}" if path else key
+    return ConfigError(f"{where}: unknown key (known: {', '.join(known)})")
+
+
+def _section(cls, data: Any, path: str, base):
+    data = _mapping(data, path)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values = {}
+    for key, value in data.items():
+        if key not in fields:
+            raise _unknown(path, key, fields)
+        f = fields[key]
+        value = _scalar(value, f.type, f"{path}.{key}")
+        check = f.metadata.get("check")
+        if check:
+            try:
+                value = check(value)
+            except ValueError as e:
+                raise ConfigError(f"{path}.{key}: {value!r}: {e}") from None
+        values[key] = value
+    return dataclasses.replace(base, **values)
+
+
+def _collectors(data: Any, base: Dict[str, bool]) -> Dict[str, bool]:
+    result = dict(base)
+    for name, on in _mapping(data, "collectors").items():
+        if name not in REGISTRY:
+            raise _unknown("collectors", name, REGISTRY)
+        result[name] = _scalar(on, bool, f"collectors.{name}")
+    return result
+
+
+def from_dict(data: Any, base: Optional[Config] = None) -> Config:
+    """Validate parsed YAML into a Config, on top of base (defaults when None)."""
+    base = base or Config()
+    data = _mapping(data, "config")
+    sections = {"web": WebConfig, "log": LogConfig, "netlink": NetlinkConfig}
+    values = {}
+    for key, value in data.items():
+        if key in sections:
+            values[key] = _section(sections[key], value, key, getattr(base, key))
+        elif key == "collectors":
+            values[key] = _collectors(value, base.collectors)
+        else:
+            raise _unknown("", key, list(sections) + ["collectors"])
+    return dataclasses.replace(base, **values)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (PyYAML would keep the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                mark = key_node.start_mark
+                raise ConfigError(f"line {mark.line + 1}: key {key!r} appears twice")
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def load(path: str) -> Config:
+    """Read, parse and validate a YAML config file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{path}: invalid YAML: {where}{problem}") from None
+    try:
+        return from_dict(data)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None

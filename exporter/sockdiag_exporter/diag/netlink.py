@@ -1,0 +1,95 @@
+"""Netlink I/O for sock_diag: one socket, dump requests out, receive buffers into a streaming decoder."""
+
+import errno
+import socket
+import struct
+
+from . import constants as c
+from .decoder import DumpDecoder, Layout, Tally
+from .errors import DiagError, DiagInterrupted, DiagMalformed, DiagRetryable, from_errno
+
+_HDR = struct.Struct("=IHHII")
+_SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+
+
+class DiagSocket:
+    """A NETLINK_SOCK_DIAG socket, opened lazily in the calling thread's network namespace.
+
+    Not thread-safe: one dump at a time. After any failure the socket is closed (it may still hold the rest of
+    the failed dump) and the next dump opens a new one.
+    """
+
+    def __init__(self, receive_buffer: int = 1 << 20, timeout: float = 10.0, retries: int = 3):
+        self.receive_buffer = receive_buffer
+        self.timeout = timeout
+        self.retries = retries
+        self._buf = bytearray(receive_buffer)
+        self._mv = memoryview(self._buf)
+        self._u32 = self._mv.cast("I")
+        self._sock = None
+        self._seq = 0
+        self.dumps = 0  # dump requests sent, retries included
+        self.retried = 0  # dumps started again after an interruption or a transient error
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def _open(self) -> socket.socket:
+        try:
+            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, c.NETLINK_SOCK_DIAG)
+        except OSError as e:
+            raise from_errno(e.errno or errno.EIO, "opening a NETLINK_SOCK_DIAG socket") from None
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, self.receive_buffer)
+        except OSError:  # needs CAP_NET_ADMIN; the plain option is capped by net.core.rmem_max
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer)
+        sock.settimeout(self.timeout)
+        sock.bind((0, 0))
+        return sock
+
+    def dump(self, request: bytes, layout: Layout, what: str) -> Tally:
+        """Run one dump to completion and return its tally; retries interrupted or transiently failed dumps."""
+        failure = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.retried += 1
+            try:
+                decoder = self._dump_once(request, layout, what)
+            except DiagRetryable as e:
+                failure = e
+                continue
+            if not decoder.interrupted:
+                return decoder.tally
+            failure = DiagInterrupted(f"{what}: dump interrupted (NLM_F_DUMP_INTR) {attempt + 1} times in a row")
+        raise failure
+
+    def _dump_once(self, request: bytes, layout: Layout, what: str) -> DumpDecoder:
+        if self._sock is None:
+            self._sock = self._open()
+        self._seq = self._seq % 0xFFFFFFFF + 1
+        decoder = DumpDecoder(layout, self._seq, what)
+        header = _HDR.pack(c.NLMSG_HDRLEN + len(request), c.SOCK_DIAG_BY_FAMILY, c.NLM_F_REQUEST | c.NLM_F_DUMP,
+                           self._seq, 0)
+        self.dumps += 1
+        try:
+            self._sock.send(header + request)
+            size = len(self._buf)
+            while True:
+                n = self._sock.recv_into(self._buf, size, socket.MSG_TRUNC)
+                if n > size:
+                    raise DiagMalformed(f"{what}: a {n}-byte reply does not fit the {size}-byte receive buffer")
+                if n == 0:
+                    raise DiagMalformed(f"{what}: empty read from the kernel")
+                if decoder.feed(self._mv, self._u32, n):
+                    return decoder
+        except DiagError:
+            self.close()
+            raise
+        except socket.timeout:
+            self.close()
+            raise DiagRetryable(f"{what}: no reply from the kernel within {self.timeout:g} s") from None
+        except OSError as e:
+            self.close()
+            raise from_errno(e.errno or errno.EIO, what) from None
