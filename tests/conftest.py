@@ -1,0 +1,20 @@
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from helpers import NetNS  # noqa: E402
+
+
+@pytest.fixture
+def netns():
+    """A fresh network namespace with lo up; deleted, with every socket kept in ns.keep, after the test."""
+    if os.geteuid() != 0:
+        pytest.fail("the real-kernel tests create network namespaces: run them as root (see README)")
+    ns = NetNS()
+    try:
+        yield ns
+    finally:
+        ns.delete()

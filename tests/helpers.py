@@ -1,0 +1,176 @@
+"""Test helpers: fresh network namespaces, threads inside them, the exporter's output, and ss as an oracle."""
+
+import ctypes
+import os
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections import defaultdict
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from sockdiag_exporter.collectors import REGISTRY
+from sockdiag_exporter.collectors.base import Context
+from sockdiag_exporter.diag.netlink import DiagSocket
+from sockdiag_exporter.scrape import RegistryAdapter, Scraper
+
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class NetNS:
+    """A named network namespace (ip netns) with lo up; run() executes a function in a thread inside it."""
+
+    def __init__(self):
+        self.name = f"sdtest-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        subprocess.run(["ip", "netns", "add", self.name], check=True)
+        subprocess.run(["ip", "-n", self.name, "link", "set", "lo", "up"], check=True)
+        self.keep = []  # sockets and other objects that must live as long as the namespace
+
+    def run(self, fn, *args, **kwargs):
+        """fn(*args, **kwargs) in a new thread that entered this namespace (setns is per thread)."""
+        result = {}
+
+        def target():
+            fd = os.open(f"/run/netns/{self.name}", os.O_RDONLY)
+            try:
+                if _libc.setns(fd, CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), "setns")
+            finally:
+                os.close(fd)
+            try:
+                result["value"] = fn(*args, **kwargs)
+            except BaseException as e:
+                result["error"] = e
+
+        thread = threading.Thread(target=target)
+        thread.start()
+        thread.join()
+        if "error" in result:
+            raise result["error"]
+        return result.get("value")
+
+    def sh(self, command: str) -> str:
+        return subprocess.run(["ip", "netns", "exec", self.name, "sh", "-c", command], check=True,
+                              capture_output=True, text=True).stdout
+
+    def ss(self, *args) -> list:
+        """Rows of `ss -N <ns> -H -n <args>`: (netid or None, state, recv_q, send_q, rest of the line)."""
+        out = subprocess.run(["ss", "-N", self.name, "-H", "-n", *args], check=True, capture_output=True,
+                             text=True).stdout
+        rows = []
+        for line in out.splitlines():
+            tokens = line.split()
+            netid = tokens.pop(0) if tokens[0] in SS_NETIDS else None
+            rows.append((netid, tokens[0], int(tokens[1]), int(tokens[2]), tokens[3:]))
+        return rows
+
+    def delete(self):
+        for obj in self.keep:
+            close = getattr(obj, "close", None)
+            if close:
+                close()
+        self.keep.clear()
+        subprocess.run(["ip", "netns", "del", self.name], check=False)
+
+
+SS_NETIDS = {"tcp", "udp", "raw", "mptcp", "u_str", "u_dgr", "u_seq", "nl", "p_raw", "p_dgr", "sctp", "dccp",
+             "v_str", "v_dgr", "tipc", "xdp"}
+
+SS_STATES = {
+    "ESTAB": "established", "SYN-SENT": "syn_sent", "SYN-RECV": "syn_recv", "FIN-WAIT-1": "fin_wait1",
+    "FIN-WAIT-2": "fin_wait2", "TIME-WAIT": "time_wait", "CLOSE-WAIT": "close_wait", "LAST-ACK": "last_ack",
+    "LISTEN": "listen", "CLOSING": "closing",
+}
+
+
+def ss_state(name: str, unconnected: str) -> str:
+    """ss's state column in our words; UNCONN is 'close' for TCP-like protocols, 'unconnected' elsewhere."""
+    return unconnected if name == "UNCONN" else SS_STATES[name]
+
+
+class Exposition:
+    """Samples of one scrape: (name, sorted label items) -> value."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.samples = {}
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                self.samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+
+    def select(self, name: str, **labels) -> dict:
+        """Samples of a metric whose labels include the given ones: label dict items -> value."""
+        want = set(labels.items())
+        return {key: v for (n, key), v in self.samples.items() if n == name and want <= set(key)}
+
+    def value(self, name: str, **labels) -> float:
+        found = self.select(name, **labels)
+        assert len(found) == 1, f"{name}{labels}: {len(found)} samples"
+        return next(iter(found.values()))
+
+    def by_state(self, **labels) -> dict:
+        """state -> [count, receive/accept-queue, send queue/accept-queue limit] for sockets matching labels."""
+        result = defaultdict(lambda: [0, 0, 0])
+        for key, v in self.select("sockdiag_sockets", **labels).items():
+            result[dict(key)["state"]][0] += v
+        for metric, i in (("sockdiag_receive_queue_bytes", 1), ("sockdiag_send_queue_bytes", 2)):
+            for key, v in self.select(metric, **labels).items():
+                result[dict(key)["state"]][i] += v
+        for metric, i in (("sockdiag_accept_queue_length", 1), ("sockdiag_accept_queue_limit", 2)):
+            for key, v in self.select(metric, **labels).items():
+                result["listen"][i] += v
+        return {state: [int(x) for x in row] for state, row in result.items()}
+
+
+def scrape(ns: NetNS, *collectors: str) -> Exposition:
+    """One collection in the namespace, rendered and parsed exactly as /metrics serves it."""
+
+    def work():
+        ctx = Context(DiagSocket())
+        names = collectors or tuple(REGISTRY)
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(RegistryAdapter(Scraper([REGISTRY[n] for n in names], ctx)))
+        try:
+            return generate_latest(registry).decode()
+        finally:
+            ctx.diag.close()
+
+    return Exposition(ns.run(work))
+
+
+def nonzero(table: dict) -> dict:
+    return {k: v for k, v in table.items() if any(v)}
+
+
+def ss_by_state(rows, unconnected: str) -> dict:
+    result = defaultdict(lambda: [0, 0, 0])
+    for _, state, rq, wq, _ in rows:
+        row = result[ss_state(state, unconnected)]
+        row[0] += 1
+        row[1] += rq
+        row[2] += wq
+    return dict(result)
+
+
+def wait_until(predicate, timeout=5.0, interval=0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+def fill_send_queue(sock: socket.socket, chunk: bytes = b"z" * 65536) -> int:
+    """Write to a non-blocking socket until the kernel refuses more; bytes written."""
+    sock.setblocking(False)
+    total = 0
+    while True:
+        try:
+            total += sock.send(chunk)
+        except BlockingIOError:
+            return total

@@ -1,0 +1,237 @@
+"""Decoder and netlink I/O edge cases with hand-built netlink byte strings (the real kernel is tested elsewhere)."""
+
+import errno
+import random
+import struct
+
+import pytest
+
+from sockdiag_exporter.diag import constants as c
+from sockdiag_exporter.diag import decoder as dec
+from sockdiag_exporter.diag import requests
+from sockdiag_exporter.diag.errors import (DiagError, DiagInterrupted, DiagMalformed, DiagPermissionError,
+                                           DiagUnsupported)
+from sockdiag_exporter.diag.netlink import DiagSocket
+
+SEQ = 7
+
+
+def nlmsg(payload: bytes, mtype=c.SOCK_DIAG_BY_FAMILY, flags=c.NLM_F_MULTI, seq=SEQ) -> bytes:
+    length = 16 + len(payload)
+    return struct.pack("=IHHII", length, mtype, flags, seq, 0) + payload + bytes(-length % 4)
+
+
+def attr(atype: int, payload: bytes) -> bytes:
+    return struct.pack("=HH", 4 + len(payload), atype) + payload + bytes(-len(payload) % 4)
+
+
+def inet_msg(state, rq=0, wq=0, extra=b"", **kw) -> bytes:
+    body = struct.pack("=BBBB", c.AF_INET, state, 0, 0) + bytes(48) + struct.pack("=IIIII", 0, rq, wq, 0, 0)
+    return nlmsg(body + extra, **kw)
+
+
+def unix_msg(sock_type, state, rq, wq, shutdown=True) -> bytes:
+    body = struct.pack("=BBBBIII", c.AF_UNIX, sock_type, state, 0, 1, 0, 0)
+    body += attr(c.UNIX_DIAG_RQLEN, struct.pack("=II", rq, wq))
+    if shutdown:
+        body += attr(6, b"\0")
+    return nlmsg(body)
+
+
+def done(err=0, seq=SEQ) -> bytes:
+    return nlmsg(struct.pack("=i", err), mtype=c.NLMSG_DONE, flags=c.NLM_F_MULTI, seq=seq)
+
+
+def error(err, seq=SEQ) -> bytes:
+    return nlmsg(struct.pack("=i", err) + bytes(16), mtype=c.NLMSG_ERROR, flags=0, seq=seq)
+
+
+def decode(data: bytes, layout=requests.INET_LAYOUT, min_run=None, monkeypatch=None):
+    """Feed data as one receive buffer; returns (tally, complete, interrupted)."""
+    if min_run is not None:
+        monkeypatch.setattr(dec, "MIN_RUN", min_run)
+    buf = bytearray(len(data) + (-len(data) % 4) + 64)
+    buf[: len(data)] = data
+    mv = memoryview(buf)
+    d = dec.DumpDecoder(layout, SEQ, "test dump")
+    complete = d.feed(mv, mv.cast("I"), len(data))
+    return dict(d.tally), complete, d.interrupted
+
+
+def test_counts_and_sums_by_state():
+    data = inet_msg(1, 10, 20) + inet_msg(1, 5, 0) + inet_msg(10, 3, 128) + done()
+    tally, complete, interrupted = decode(data)
+    assert complete and not interrupted
+    assert tally == {1: [2, 15, 20], 10: [1, 3, 128]}
+
+
+def test_incomplete_buffer_asks_for_more():
+    assert decode(inet_msg(1) * 3)[1] is False
+
+
+@pytest.mark.parametrize("err,exc", [
+    (-errno.ENOENT, DiagUnsupported), (-errno.EOPNOTSUPP, DiagUnsupported), (-errno.EINVAL, DiagUnsupported),
+    (-errno.EPERM, DiagPermissionError), (-errno.EACCES, DiagPermissionError), (-errno.EIO, DiagError)])
+def test_error_message_and_done_with_error(err, exc):
+    with pytest.raises(exc):
+        decode(error(err))
+    with pytest.raises(exc):
+        decode(inet_msg(1) + done(err))
+
+
+def test_ack_is_not_an_error():
+    assert decode(error(0) + inet_msg(1) + done())[0] == {1: [1, 0, 0]}
+
+
+@pytest.mark.parametrize("data,needle", [
+    (inet_msg(1)[:10], "truncated netlink header"),
+    (inet_msg(1)[:40], "netlink message length"),
+    (struct.pack("=IHHII", 8, 20, 2, SEQ, 0), "netlink message length 8"),
+    (nlmsg(b"\0" * 20), "shorter than its 72-byte header"),
+])
+def test_malformed_messages_give_a_clear_error(data, needle):
+    with pytest.raises(DiagMalformed, match=needle):
+        decode(data)
+
+
+def test_attribute_overrun_is_malformed():
+    body = struct.pack("=BBBBIII", c.AF_UNIX, 1, 1, 0, 1, 0, 0) + struct.pack("=HH", 200, c.UNIX_DIAG_RQLEN)
+    with pytest.raises(DiagMalformed, match="overruns"):
+        decode(nlmsg(body), requests.UNIX_LAYOUT)
+
+
+def test_dump_intr_is_flagged():
+    data = inet_msg(1) + inet_msg(1, flags=c.NLM_F_MULTI | c.NLM_F_DUMP_INTR) + done()
+    assert decode(data)[2] is True
+
+
+def test_stale_sequence_numbers_are_skipped():
+    data = inet_msg(1, seq=SEQ - 1) + done(-errno.EIO, seq=SEQ - 1) + inet_msg(6) + done()
+    assert decode(data)[0] == {6: [1, 0, 0]}
+
+
+def test_missing_attribute_counts_zero_and_short_attribute_too():
+    short = nlmsg(struct.pack("=BBBBIII", c.AF_UNIX, 1, 1, 0, 1, 0, 0) + attr(c.UNIX_DIAG_RQLEN, b"\1\0\0\0"))
+    bare = nlmsg(struct.pack("=BBBBIII", c.AF_UNIX, 2, 7, 0, 1, 0, 0))
+    tally = decode(short + bare + done(), requests.UNIX_LAYOUT)[0]
+    assert tally == {c.AF_UNIX | 1 << 8 | 1 << 16: [1, 1, 0], c.AF_UNIX | 2 << 8 | 7 << 16: [1, 0, 0]}
+
+
+def random_inet_stream(rng: random.Random, n: int) -> bytes:
+    """Runs of equal-length messages broken by longer ones (TIME_WAIT vs full sockets), as the kernel sends."""
+    parts = []
+    for _ in range(n):
+        state = rng.choice([1, 1, 1, 6, 6, 8, 10])
+        extra = b"" if state == 6 else attr(8, b"\0")
+        flags = c.NLM_F_MULTI | (c.NLM_F_DUMP_INTR if rng.random() < 0.002 else 0)
+        rq = rng.choice([0, 0, 0, rng.randrange(1 << 20)])
+        wq = rng.choice([0, 0, rng.randrange(1 << 16)])
+        parts.append(inet_msg(state, rq, wq, extra, flags=flags))
+    return b"".join(parts) + done()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_fast_path_equals_plain_loop(monkeypatch, seed):
+    data = random_inet_stream(random.Random(seed), 3000)
+    slow = decode(data, min_run=10 ** 9, monkeypatch=monkeypatch)
+    fast = decode(data, min_run=8, monkeypatch=monkeypatch)
+    assert fast == slow
+    assert sum(row[0] for row in fast[0].values()) == 3000
+
+
+def test_fast_path_with_attributes_equals_plain_loop(monkeypatch):
+    rng = random.Random(1)
+    data = b"".join(unix_msg(rng.choice([1, 2, 5]), rng.choice([1, 7, 10]), rng.randrange(9999), rng.randrange(99),
+                             shutdown=rng.random() < 0.9) for _ in range(2000)) + done()
+    slow = decode(data, requests.UNIX_LAYOUT, min_run=10 ** 9, monkeypatch=monkeypatch)
+    fast = decode(data, requests.UNIX_LAYOUT, min_run=8, monkeypatch=monkeypatch)
+    assert fast == slow
+
+
+def test_random_corruption_raises_only_diag_errors():
+    rng = random.Random(42)
+    valid = random_inet_stream(rng, 200)
+    layouts = [requests.INET_LAYOUT, requests.UNIX_LAYOUT, requests.NETLINK_LAYOUT, requests.TIPC_LAYOUT]
+    for _ in range(3000):
+        data = bytearray(valid[: rng.randrange(len(valid) + 1)])
+        for _ in range(rng.randrange(1, 8)):
+            if data:
+                data[rng.randrange(len(data))] = rng.randrange(256)
+        try:
+            decode(bytes(data), rng.choice(layouts))
+        except DiagError:
+            pass
+
+
+class FakeSock:
+    """Stands in for the netlink socket: replays scripted replies (bytes or an exception) per recv."""
+
+    def __init__(self, script):
+        self.script = list(script)
+        self.sent = []
+
+    def send(self, data):
+        self.sent.append(data)
+        return len(data)
+
+    def recv_into(self, buf, size, flags):
+        item = self.script.pop(0)
+        if isinstance(item, BaseException):
+            raise item
+        item = item(struct.unpack_from("=I", self.sent[-1], 8)[0]) if callable(item) else item
+        buf[: len(item)] = item
+        return len(item)
+
+    def close(self):
+        pass
+
+
+def scripted(monkeypatch, *script, retries=2):
+    diag = DiagSocket(receive_buffer=65536, retries=retries)
+    fake = FakeSock(script)
+    monkeypatch.setattr(diag, "_open", lambda: fake)
+    return diag, fake
+
+
+def reply(*parts):
+    """A reply built for whatever sequence number the request carried."""
+    return lambda seq: b"".join(p(seq) for p in parts)
+
+
+def test_interrupted_dump_is_retried_then_reported(monkeypatch):
+    intr = reply(lambda s: inet_msg(1, flags=c.NLM_F_MULTI | c.NLM_F_DUMP_INTR, seq=s), lambda s: done(seq=s))
+    ok = reply(lambda s: inet_msg(1, seq=s), lambda s: inet_msg(1, seq=s), lambda s: done(seq=s))
+    diag, fake = scripted(monkeypatch, intr, ok)
+    assert diag.dump(requests.inet(2, 6), requests.INET_LAYOUT, "tcp") == {1: [2, 0, 0]}
+    assert diag.dumps == 2 and diag.retried == 1
+    diag, _ = scripted(monkeypatch, intr, intr, intr)
+    with pytest.raises(DiagInterrupted, match="3 times"):
+        diag.dump(requests.inet(2, 6), requests.INET_LAYOUT, "tcp")
+
+
+def test_enobufs_is_retried(monkeypatch):
+    ok = reply(lambda s: inet_msg(10, seq=s), lambda s: done(seq=s))
+    diag, _ = scripted(monkeypatch, OSError(errno.ENOBUFS, "No buffer space"), ok)
+    assert diag.dump(requests.inet(2, 6), requests.INET_LAYOUT, "tcp") == {10: [1, 0, 0]}
+
+
+def test_eperm_is_not_retried(monkeypatch):
+    diag, _ = scripted(monkeypatch, OSError(errno.EPERM, "Operation not permitted"))
+    with pytest.raises(DiagPermissionError):
+        diag.dump(requests.inet(2, 6), requests.INET_LAYOUT, "tcp")
+    assert diag.dumps == 1
+
+
+def test_timeout_becomes_a_retryable_error(monkeypatch):
+    import socket
+
+    diag, _ = scripted(monkeypatch, socket.timeout(), socket.timeout(), socket.timeout(), retries=2)
+    with pytest.raises(DiagError, match="no reply from the kernel"):
+        diag.dump(requests.inet(2, 6), requests.INET_LAYOUT, "tcp")
+
+
+def test_unknown_family_on_the_real_kernel_is_unsupported():
+    diag = DiagSocket()
+    with pytest.raises(DiagUnsupported):
+        diag.dump(struct.pack("=BBHIIIII", 99, 0, 0, 0, 0, 0, 0, 0), requests.INET_LAYOUT, "family 99")
+    diag.close()

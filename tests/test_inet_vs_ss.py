@@ -1,0 +1,194 @@
+"""Real-kernel differential tests: inet sockets built in a fresh namespace, exporter numbers == ss numbers."""
+
+import socket
+import struct
+import time
+
+import pytest
+
+from helpers import fill_send_queue, nonzero, scrape, ss_by_state, wait_until
+
+FAMILIES = [(socket.AF_INET, "inet", "127.0.0.1", "-4"), (socket.AF_INET6, "inet6", "::1", "-6")]
+IPPROTO_UDPLITE = 136
+IPPROTO_MPTCP = 262
+
+
+def build_stream_population(ns, family, host, proto=0):
+    """Listeners with un-accepted connections, data in both queues, close_wait/fin_wait2, time_wait, syn_sent."""
+    keep = ns.keep
+
+    def sock():
+        s = socket.socket(family, socket.SOCK_STREAM, proto)
+        keep.append(s)
+        return s
+
+    def listener(backlog):
+        s = sock()
+        s.bind((host, 0))
+        s.listen(backlog)
+        return s
+
+    def connect(lst):
+        c = sock()
+        c.connect(lst.getsockname()[:2])
+        return c
+
+    def work():
+        pending = listener(8)
+        for _ in range(3):
+            connect(pending)  # never accepted: accept queue length 3 of 8
+
+        server = listener(16)
+
+        def pair():
+            c = connect(server)
+            s, _ = server.accept()
+            keep.append(s)
+            return c, s
+
+        c1, s1 = pair()
+        c1.sendall(b"x" * 1000)  # 1000 unread bytes on s1
+        c2, s2 = pair()
+        s2.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        fill_send_queue(c2)  # s2 never reads: bytes queued on both sides
+        c3, s3 = pair()
+        c3.shutdown(socket.SHUT_WR)  # c3 fin_wait2, s3 close_wait
+        c4, s4 = pair()
+        c4.close()
+        wait_until(lambda: s4.recv(1) == b"")
+        s4.close()  # c4 time_wait (orphaned)
+
+        full = listener(0)
+        connect(full)  # fills the 0-backlog queue (the kernel allows one)
+        late = sock()
+        late.setblocking(False)
+        try:
+            late.connect(full.getsockname()[:2])  # SYN dropped while the queue is full: syn_sent
+        except BlockingIOError:
+            pass
+
+    ns.run(work)
+    time.sleep(0.3)  # let every handshake and FIN settle
+
+
+@pytest.mark.parametrize("family,family_name,host,ss_flag", FAMILIES, ids=["inet", "inet6"])
+def test_tcp_matches_ss(netns, family, family_name, host, ss_flag):
+    build_stream_population(netns, family, host)
+    ours = scrape(netns, "tcp").by_state(family=family_name, protocol="tcp")
+    theirs = ss_by_state(netns.ss("-t", "-a", ss_flag), "close")
+    assert nonzero(ours) == theirs
+    assert {"listen", "established", "time_wait", "close_wait", "fin_wait2", "syn_sent"} <= set(theirs)
+    assert ours["listen"][1] >= 4 and ours["listen"][2] == 8 + 16 + 0  # 3 + 1 waiting; limits summed
+    assert ours["established"][1] > 1000 and ours["established"][2] > 0  # unread and unacknowledged bytes
+    # every known state is present, zero or not
+    assert set(ours) >= {"established", "syn_sent", "syn_recv", "fin_wait1", "fin_wait2", "time_wait", "close",
+                         "close_wait", "last_ack", "listen", "closing", "new_syn_recv"}
+
+
+@pytest.mark.parametrize("family,family_name,host,ss_flag", FAMILIES, ids=["inet", "inet6"])
+def test_mptcp_matches_ss(netns, family, family_name, host, ss_flag):
+    build_stream_population(netns, family, host, IPPROTO_MPTCP)
+    exposition = scrape(netns, "mptcp", "tcp")
+    ours = exposition.by_state(family=family_name, protocol="mptcp")
+    theirs = ss_by_state(netns.ss("-M", "-a", ss_flag), "close")
+    assert nonzero(ours) == theirs
+    assert {"listen", "established"} <= set(theirs)
+    # MPTCP subflows are TCP sockets: the tcp collector sees them as ss -t does
+    assert nonzero(exposition.by_state(family=family_name, protocol="tcp")) == ss_by_state(
+        netns.ss("-t", "-a", ss_flag), "close")
+
+
+def build_dgram_population(ns, family, host, proto):
+    def work():
+        receiver = socket.socket(family, socket.SOCK_DGRAM, proto)
+        receiver.bind((host, 0))
+        sender = socket.socket(family, socket.SOCK_DGRAM, proto)
+        connected = socket.socket(family, socket.SOCK_DGRAM, proto)
+        connected.connect(receiver.getsockname()[:2])
+        ns.keep.extend([receiver, sender, connected])
+        for size in (100, 200, 300):
+            sender.sendto(b"d" * size, receiver.getsockname()[:2])
+        connected.send(b"c" * 50)
+
+    ns.run(work)
+    time.sleep(0.1)
+
+
+@pytest.mark.parametrize("family,family_name,host,ss_flag", FAMILIES, ids=["inet", "inet6"])
+def test_udp_matches_ss(netns, family, family_name, host, ss_flag):
+    build_dgram_population(netns, family, host, socket.IPPROTO_UDP)
+    ours = scrape(netns, "udp").by_state(family=family_name, protocol="udp")
+    theirs = ss_by_state(netns.ss("-u", "-a", ss_flag), "unconnected")
+    assert nonzero(ours) == theirs
+    assert theirs["unconnected"][0] == 2 and theirs["unconnected"][1] > 650 and theirs["established"][0] == 1
+
+
+def proc_net_table(ns, name):
+    """An independent reading of /proc/net/<name>: state -> [count, rx_queue, tx_queue]."""
+    result = {}
+    for line in ns.sh(f"cat /proc/net/{name}").splitlines()[1:]:
+        fields = line.split()
+        state = {1: "established", 7: "unconnected"}[int(fields[3], 16)]
+        tx, rx = (int(v, 16) for v in fields[4].split(":"))
+        row = result.setdefault(state, [0, 0, 0])
+        row[0] += 1
+        row[1] += rx
+        row[2] += tx
+    return result
+
+
+@pytest.mark.parametrize("family,family_name,host,suffix", [
+    (socket.AF_INET, "inet", "127.0.0.1", ""), (socket.AF_INET6, "inet6", "::1", "6")], ids=["inet", "inet6"])
+def test_udplite_matches_proc(netns, family, family_name, host, suffix):
+    """ss has no UDP-Lite option: /proc/net/udplite{,6} is the oracle."""
+    build_dgram_population(netns, family, host, IPPROTO_UDPLITE)
+    ours = scrape(netns, "udplite").by_state(family=family_name, protocol="udplite")
+    theirs = proc_net_table(netns, "udplite" + suffix)
+    assert nonzero(ours) == theirs
+    assert theirs["unconnected"][1] > 0
+
+
+def icmp_echo(ident):
+    header = struct.pack("!BBHHH", 8, 0, 0, ident, 1) + b"ping"
+    total = sum(struct.unpack("!%dH" % (len(header) // 2), header))
+    total = (total >> 16) + (total & 0xFFFF)
+    checksum = ~(total + (total >> 16)) & 0xFFFF
+    return header[:2] + struct.pack("!H", checksum) + header[4:]
+
+
+@pytest.mark.parametrize("family,family_name,host,ss_flag", FAMILIES, ids=["inet", "inet6"])
+def test_raw_matches_ss(netns, family, family_name, host, ss_flag):
+    proto = socket.IPPROTO_ICMP if family == socket.AF_INET else socket.IPPROTO_ICMPV6
+
+    def work():
+        raw = socket.socket(family, socket.SOCK_RAW, proto)
+        connected = socket.socket(family, socket.SOCK_RAW, proto)
+        connected.connect((host, 0))
+        netns.keep.extend([raw, connected])
+        echo = icmp_echo(7) if family == socket.AF_INET else b"\x80\x00\x00\x00\x00\x07\x00\x01ping"
+        raw.sendto(echo, (host, 0))  # every ICMP socket receives the request and the reply
+
+    netns.run(work)
+    time.sleep(0.1)
+    exposition = scrape(netns, "raw")
+    ours = exposition.by_state(family=family_name, protocol="raw")
+    theirs = ss_by_state(netns.ss("-w", "-a", ss_flag), "unconnected")
+    assert nonzero(ours) == theirs
+    assert theirs["unconnected"][0] == 1 and theirs["established"][0] == 1 and theirs["unconnected"][1] > 0
+    available = exposition.value("sockdiag_diag_handler_available", family=family_name, protocol="raw")
+    source = "sock_diag" if available else "procfs"
+    assert exposition.value("sockdiag_socket_source_info", family=family_name, protocol="raw", source=source) == 1
+
+
+def test_bound_inactive_tcp_socket_counts_as_close(netns):
+    """A TCP socket bound but never listening or connected: dumped by kernels >= 6.8 (ss >= 6.8 shows it)."""
+
+    def work():
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        netns.keep.append(s)
+
+    netns.run(work)
+    ours = scrape(netns, "tcp").by_state(family="inet", protocol="tcp")
+    release = tuple(int(x) for x in __import__("platform").release().split(".")[:2])
+    assert ours["close"][0] == (1 if release >= (6, 8) else 0)
