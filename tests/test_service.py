@@ -1,0 +1,198 @@
+"""The daemon as users run it: a subprocess serving HTTP in a fresh namespace, checked with promtool."""
+
+import gzip
+import http.client
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from helpers import Exposition
+
+from sockdiag_exporter.scrape import SingleFlight
+
+PORT = 19965
+
+
+class Daemon:
+    def __init__(self, ns, *args):
+        self.ns = ns
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", ns.name, sys.executable, "-m", "sockdiag_exporter",
+             f"--web.listen-address=127.0.0.1:{PORT}", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                self.get("/")
+                return
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"daemon did not start: {self.proc.communicate()}")
+                time.sleep(0.05)
+
+    def request(self, method, path, headers=None):
+        def work():
+            conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=10)
+            try:
+                conn.request(method, path, headers=headers or {})
+                resp = conn.getresponse()
+                return resp.status, dict(resp.getheaders()), resp.read()
+            finally:
+                conn.close()
+
+        return self.ns.run(work)
+
+    def get(self, path, headers=None):
+        return self.request("GET", path, headers)
+
+    def metrics(self) -> Exposition:
+        status, _, body = self.get("/metrics")
+        assert status == 200
+        return Exposition(body.decode())
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.communicate()
+
+
+@pytest.fixture
+def daemon(netns):
+    started = []
+
+    def start(*args):
+        d = Daemon(netns, *args)
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        d.stop()
+
+
+def test_metrics_pass_promtool_and_landing_page_links_them(daemon):
+    d = daemon()
+    status, headers, body = d.get("/metrics")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    check = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert (check.stdout + check.stderr).strip() == b""
+    exposition = Exposition(body.decode())
+    assert exposition.value("sockdiag_scrape_collector_success", collector="tcp") == 1
+    assert exposition.value("sockdiag_sockets", family="inet", protocol="tcp", state="listen") == 1  # itself
+    assert exposition.select("process_resident_memory_bytes")
+    status, headers, body = d.get("/")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert b'<a href="/metrics">' in body
+
+
+def test_openmetrics_gzip_head_and_errors(daemon):
+    d = daemon("--web.telemetry-path=/sockets")
+    status, headers, body = d.get("/sockets", {"Accept": "application/openmetrics-text; version=1.0.0"})
+    assert status == 200 and headers["Content-Type"].startswith("application/openmetrics-text")
+    assert body.rstrip().endswith(b"# EOF")
+    status, headers, body = d.get("/sockets", {"Accept-Encoding": "gzip"})
+    assert headers.get("Content-Encoding") == "gzip" and b"sockdiag_sockets" in gzip.decompress(body)
+    status, headers, body = d.request("HEAD", "/sockets")
+    assert status == 200 and body == b"" and int(headers["Content-Length"]) > 0
+    assert d.get("/metrics")[0] == 404
+    assert d.get("/sockets/../etc")[0] == 404
+    status, headers, _ = d.request("POST", "/sockets")
+    assert status == 405 and headers["Allow"] == "GET, HEAD"
+    assert d.request("DELETE", "/")[0] == 405
+
+
+def test_concurrent_scrapes_all_succeed(daemon):
+    d = daemon()
+    results = []
+
+    def scrape():
+        results.append(d.get("/metrics")[0])
+
+    threads = [threading.Thread(target=scrape) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [200] * 20
+
+
+def test_single_flight_shares_one_call_among_concurrent_callers():
+    calls = []
+    release = threading.Event()
+
+    def slow():
+        calls.append(1)
+        release.wait(5)
+        return len(calls)
+
+    flight = SingleFlight(slow)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(flight())) for _ in range(10)]
+    for t in threads:
+        t.start()
+    time.sleep(0.2)
+    release.set()
+    for t in threads:
+        t.join()
+    assert results == [1] * 10 and len(calls) == 1
+    assert flight() == 2  # a call after the flight landed runs anew
+
+
+def test_sighup_reloads_and_keeps_the_old_config_when_the_new_one_is_bad(daemon, tmp_path):
+    config = tmp_path / "config.yml"
+    config.write_text("collectors: {sctp: false}\n")
+    d = daemon(f"--config.file={config}")
+    assert d.metrics().select("sockdiag_scrape_collector_success", collector="tcp")
+    config.write_text("collectors: {tcp: false, sctp: false}\n")
+    d.proc.send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+    assert not d.metrics().select("sockdiag_scrape_collector_success", collector="tcp")
+    config.write_text("collectors: {tcp: maybe}\n")
+    d.proc.send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+    exposition = d.metrics()
+    assert not exposition.select("sockdiag_scrape_collector_success", collector="tcp")
+    assert exposition.select("sockdiag_scrape_collector_success", collector="udp")
+    _, stderr = d.stop()
+    refused = [line for line in stderr.splitlines() if "reload refused" in line]
+    assert len(refused) == 1 and "collectors.tcp: expected true or false" in refused[0]
+    assert "Traceback" not in stderr
+
+
+def test_sigterm_stops_within_a_second(daemon):
+    d = daemon()
+    started = time.monotonic()
+    d.proc.send_signal(signal.SIGTERM)
+    d.proc.wait(timeout=5)
+    assert time.monotonic() - started < 1.0
+    assert d.proc.returncode == 0
+
+
+def test_port_in_use_is_one_line_and_exit_1(daemon, netns):
+    daemon()
+    second = subprocess.run(
+        ["ip", "netns", "exec", netns.name, sys.executable, "-m", "sockdiag_exporter",
+         f"--web.listen-address=127.0.0.1:{PORT}"], capture_output=True, text=True, timeout=20)
+    assert second.returncode == 1
+    lines = second.stderr.splitlines()
+    assert len(lines) == 1 and "cannot listen on 127.0.0.1:19965: Address already in use" in lines[0]
+
+
+def test_json_logs(daemon):
+    d = daemon("--log.format=json", "--log.level=debug")
+    d.get("/metrics")
+    _, stderr = d.stop()
+    records = [json.loads(line) for line in stderr.splitlines()]
+    assert any("listening on 127.0.0.1" in r["msg"] for r in records)
+    assert all(set(r) >= {"ts", "level", "logger", "msg"} for r in records)
+
