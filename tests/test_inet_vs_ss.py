@@ -191,3 +191,38 @@ def test_bound_only_tcp_socket_is_not_dumped(netns):
     netns.run(work)
     ours = scrape(netns, "tcp").by_state(family="inet", protocol="tcp")
     assert ours["close"][0] == 0 == len(netns.ss("-t", "-a", "-4"))
+
+
+def test_thousands_of_sockets_stream_through_many_buffers_like_ss(netns, monkeypatch):
+    """Enough sockets for many receive buffers and long uniform runs (the strided path), broken by TIME_WAIT."""
+    from sockdiag_exporter.diag import decoder
+
+    def work():
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        server.listen(4096)
+        for i in range(2700):
+            c = socket.create_connection(server.getsockname())
+            s, _ = server.accept()
+            if i % 27 == 0:
+                c.close()  # client closes first: time_wait, a shorter message among the others
+                s.close()
+                continue
+            if i % 50 == 1:
+                c.send(b"u" * i)
+            netns.keep.extend([c, s])
+        netns.keep.append(server)
+
+    netns.run(work)
+    time.sleep(0.3)
+    runs = []
+    original = decoder.DumpDecoder._tally_run
+    monkeypatch.setattr(decoder.DumpDecoder, "_tally_run", lambda self, *a: runs.append(a[-1]) or original(self, *a))
+    fast = scrape(netns, "tcp").by_state(family="inet", protocol="tcp")
+    assert sum(runs) > 2000  # thousands of messages went through the strided path
+    monkeypatch.setattr(decoder, "MIN_RUN", 10 ** 9)
+    slow = scrape(netns, "tcp").by_state(family="inet", protocol="tcp")
+    theirs = ss_by_state(netns.ss("-t", "-a", "-4"), "close")
+    assert nonzero(fast) == nonzero(slow) == theirs
+    assert theirs["established"][0] == 5200 and theirs["time_wait"][0] == 100
+    assert theirs["established"][1] > 0

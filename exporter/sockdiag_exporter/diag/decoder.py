@@ -16,12 +16,13 @@ from . import constants as c
 from .errors import DiagMalformed, from_errno
 
 _HDR = struct.Struct("=IHHII")
+_HEAD = struct.Struct("=III")  # nlmsg_len, nlmsg_type | nlmsg_flags << 16, nlmsg_seq
 _U32 = struct.Struct("=I")
 _NLA = struct.Struct("=HH")
 _ERRNO = struct.Struct("=i")
 
 # Runs shorter than this are cheaper in the plain loop.
-MIN_RUN = 8
+MIN_RUN = 32
 _RUN_FLAGS = c.SOCK_DIAG_BY_FAMILY | (c.NLM_F_MULTI << 16)
 
 
@@ -94,6 +95,15 @@ def walk_attrs(buf, start: int, end: int) -> dict:
     return found
 
 
+def _offsets_struct(items) -> struct.Struct:
+    """A Struct reading (payload offset, code) items of a message, from the start of its netlink header."""
+    fmt, at = "=", -c.NLMSG_HDRLEN
+    for offset, code in sorted(items):
+        fmt += f"{offset - at}x{code}" if offset > at else code
+        at = offset + struct.calcsize("=" + code)
+    return struct.Struct(fmt)
+
+
 def _prefix_equal(col: memoryview, value: int, k: int) -> int:
     """How many leading u32 elements of col (k of them) equal value."""
     got = col.tobytes()
@@ -112,7 +122,11 @@ def _prefix_equal(col: memoryview, value: int, k: int) -> int:
 
 
 class DumpDecoder:
-    """Tallies the replies to one dump request, buffer by buffer."""
+    """Tallies the replies to one dump request, buffer by buffer.
+
+    Byte keys (a state) are counted in flat 256-slot lists, the cheapest thing to index per message; word keys
+    go to the Tally directly. tally is complete once feed() returned True.
+    """
 
     def __init__(self, layout: Layout, seq: int, what: str):
         self.layout = layout
@@ -120,69 +134,128 @@ class DumpDecoder:
         self.what = what
         self.tally = Tally(layout.nvalues)
         self.interrupted = False
-        self.messages = 0
+        # The hot loop for the inet layout (a state byte, two u32 queues, no attributes): one struct call per
+        # message, counts in flat 256-slot lists.
+        self._plain = None
+        if layout.fast and layout.key[1] == 1 and not layout.attrs and len(layout.fields) == 2:
+            self._plain = _offsets_struct([(layout.key[0], "B")] + [(f, "I") for f in layout.fields])
+            self._slots = [[0] * 256 for _ in range(3)]
 
     def feed(self, buf: memoryview, u32: memoryview, n: int) -> bool:
         """Walk the first n bytes of buf (u32 is the same buffer cast to "I"); True once the dump is complete."""
+        layout, seq, fast = self.layout, self.seq, self.layout.fast
+        min_length = c.NLMSG_HDRLEN + layout.header
+        head = _HEAD.unpack_from
+        plain = self._plain
+        if plain:
+            unpack, size = plain.unpack_from, plain.size
+            counts, rq_sums, wq_sums = self._slots
+        retry_at, backoff = 0, MIN_RUN  # where the next run may be tried; failed tries back off
         off = 0
-        while off < n:
+        while off < n:  # off stays 4-aligned: every stride is
             if n - off < c.NLMSG_HDRLEN:
                 raise DiagMalformed(f"{self.what}: truncated netlink header ({n - off} bytes at offset {off})")
-            length, mtype, flags, seq, _ = _HDR.unpack_from(buf, off)
+            length, typeflags, msg_seq = head(buf, off)
             if length < c.NLMSG_HDRLEN or length > n - off:
                 raise DiagMalformed(f"{self.what}: netlink message length {length} at offset {off} of {n}")
-            stride = _align4(length)
-            if seq != self.seq:  # a leftover of an earlier request on this socket
+            stride = (length + 3) & ~3
+            if typeflags != _RUN_FLAGS or msg_seq != seq:
+                if self._other(buf, off, length):
+                    self._finish()
+                    return True
                 off += stride
                 continue
-            if flags & c.NLM_F_DUMP_INTR:
-                self.interrupted = True
-            if mtype == c.SOCK_DIAG_BY_FAMILY:
-                if length - c.NLMSG_HDRLEN < self.layout.header:
-                    raise DiagMalformed(
-                        f"{self.what}: message of {length} bytes is shorter than its {self.layout.header}-byte header"
-                    )
-                k = self._run_length(buf, u32, off, length, stride, n) if self.layout.fast else 1
-                if k >= MIN_RUN:
-                    self._tally_run(buf, u32, off, stride, k)
-                    off += k * stride
-                else:
-                    self._tally_one(buf, off, off + length)
-                    off += stride
-                continue
-            if mtype in (c.NLMSG_DONE, c.NLMSG_ERROR):
-                # A dump's error arrives in NLMSG_DONE's payload; a refused request as NLMSG_ERROR.
-                err = _ERRNO.unpack_from(buf, off + c.NLMSG_HDRLEN)[0] if length >= c.NLMSG_HDRLEN + 4 else 0
-                if err < 0:
-                    raise from_errno(-err, self.what)
-                if mtype == c.NLMSG_DONE:
-                    return True
-            off += stride  # NLMSG_NOOP, an ACK, or a type this decoder does not know
+            if length < min_length:
+                raise DiagMalformed(
+                    f"{self.what}: message of {length} bytes is shorter than its {layout.header}-byte header")
+            if fast and off >= retry_at:
+                ahead = off + stride * (MIN_RUN - 1)
+                if ahead < n and u32[ahead >> 2] == length:
+                    k = self._run_length(buf, u32, off, length, stride, n)
+                    if k >= MIN_RUN:
+                        self._tally_run(buf, u32, off, length, stride, k)
+                        off += k * stride
+                        backoff = MIN_RUN
+                        continue
+                    retry_at = off + backoff * stride
+                    backoff = min(backoff * 2, 4096)
+            if plain:
+                key, rq, wq = unpack(buf, off)
+                counts[key] += 1
+                if rq:
+                    rq_sums[key] += rq
+                if wq:
+                    wq_sums[key] += wq
+            else:
+                self._tally_one(buf, off, off + length)
+            off += stride
         return False
 
+    def _other(self, buf, off, length) -> bool:
+        """A message that is not a plain diag reply of this dump; True at the end of the dump."""
+        _, mtype, flags, seq, _ = _HDR.unpack_from(buf, off)
+        if seq != self.seq:  # a leftover of an earlier request on this socket
+            return False
+        if flags & c.NLM_F_DUMP_INTR:
+            self.interrupted = True
+        if mtype == c.SOCK_DIAG_BY_FAMILY:
+            if length - c.NLMSG_HDRLEN < self.layout.header:
+                raise DiagMalformed(
+                    f"{self.what}: message of {length} bytes is shorter than its {self.layout.header}-byte header")
+            self._tally_one(buf, off, off + length)
+            return False
+        if mtype in (c.NLMSG_DONE, c.NLMSG_ERROR):
+            # A dump's error arrives in NLMSG_DONE's payload; a refused request as NLMSG_ERROR.
+            err = _ERRNO.unpack_from(buf, off + c.NLMSG_HDRLEN)[0] if length >= c.NLMSG_HDRLEN + 4 else 0
+            if err < 0:
+                raise from_errno(-err, self.what)
+            return mtype == c.NLMSG_DONE
+        return False  # NLMSG_NOOP, or a type this decoder does not know
+
+    def _finish(self) -> None:
+        if self._plain:
+            counts, sums = self._slots[0], self._slots[1:]
+            for key, count in enumerate(counts):
+                if count:
+                    row = self.tally.row(key)
+                    row[0] += count
+                    for i, column in enumerate(sums, 1):
+                        row[i] += column[key]
+
+    def _add(self, key: int, index: int, value: int) -> None:
+        if self._plain:
+            self._slots[index][key] += value
+        else:
+            self.tally.row(key)[index] += value
+
     def _run_length(self, buf, u32, off, length, stride, n) -> int:
-        """How many messages from off share length, type, flags and seq (and the wanted attributes' places)."""
+        """How many messages from off share length, type, flags and seq (and the wanted attributes' places).
+
+        Checked in growing windows, so that a short run costs little however large the buffer.
+        """
         limit = (n - off - length) // stride + 1
         if limit < MIN_RUN:
             return 1
         step = stride >> 2
         base = off >> 2
-        k = limit
-        for word, value in ((0, length), (1, _RUN_FLAGS), (2, self.seq)):
-            k = _prefix_equal(u32[base + word : base + word + (k - 1) * step + 1 : step], value, k)
-            if k < MIN_RUN:
-                return k
+        columns = [(base, length), (base + 1, _RUN_FLAGS), (base + 2, self.seq)]
         if self.layout.attrs:
-            payload = off + c.NLMSG_HDRLEN
-            found = walk_attrs(buf, payload + _align4(self.layout.header), off + length)
+            found = walk_attrs(buf, off + c.NLMSG_HDRLEN + _align4(self.layout.header), off + length)
             for atype, aoff in self.layout.attrs:
                 if atype not in found or aoff + 4 > found[atype][1]:
                     return 1
                 hdr = (found[atype][0] - c.NLA_HDRLEN) >> 2
-                k = _prefix_equal(u32[hdr : hdr + (k - 1) * step + 1 : step], u32[hdr], k)
+                columns.append((hdr, u32[hdr]))
+        window = 4 * MIN_RUN
+        while True:
+            k = checked = min(window, limit)
+            for first, value in columns:
+                k = _prefix_equal(u32[first : first + (k - 1) * step + 1 : step], value, k)
                 if k < MIN_RUN:
                     return k
-        return k
+            if k < checked or checked == limit:
+                return k
+            window *= 4
 
     def _value_offsets(self, buf, off, length):
         """Message-relative offsets of the summed values of the message at off (attributes must be present)."""
@@ -192,7 +265,7 @@ class DumpDecoder:
             offsets.extend(found[atype][0] - off + aoff for atype, aoff in self.layout.attrs)
         return offsets
 
-    def _tally_run(self, buf, u32, off, stride, k):
+    def _tally_run(self, buf, u32, off, length, stride, k):
         step = stride >> 2
         key_off, key_width = self.layout.key
         start = off + c.NLMSG_HDRLEN + key_off
@@ -201,23 +274,21 @@ class DumpDecoder:
         else:
             keys = u32[start >> 2 : (start >> 2) + (k - 1) * step + 1 : step]
         counts = Counter(keys)
-        tally = self.tally
         for key, count in counts.items():
-            tally.row(key)[0] += count
-        self.messages += k
-        length = _U32.unpack_from(buf, off)[0]
+            self._add(key, 0, count)
+        single = next(iter(counts)) if len(counts) == 1 else None
         for i, voff in enumerate(self._value_offsets(buf, off, length), 1):
             first = (off + voff) >> 2
             col = u32[first : first + (k - 1) * step + 1 : step]
             total = sum(col)
             if not total:
                 continue
-            if len(counts) == 1:
-                tally[next(iter(counts))][i] += total
+            if single is not None:
+                self._add(single, i, total)
             else:
                 for key, value in zip(keys, col):
                     if value:
-                        tally[key][i] += value
+                        self._add(key, i, value)
 
     def _tally_one(self, buf, off, end):
         layout = self.layout
@@ -245,7 +316,6 @@ class DumpDecoder:
         for atype, aoff in layout.attrs:
             row[i] += self._attr_u32(buf, found, atype, aoff)
             i += 1
-        self.messages += 1
 
     @staticmethod
     def _attr_u32(buf, found, atype, aoff) -> int:

@@ -1,0 +1,53 @@
+"""Fault isolation: a failing collector loses only its own metrics and says so; the scrape goes on."""
+
+import logging
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from helpers import Exposition
+
+from sockdiag_exporter.collectors import REGISTRY
+from sockdiag_exporter.collectors.base import Collector, Context
+from sockdiag_exporter.diag.errors import DiagPermissionError
+from sockdiag_exporter.diag.netlink import DiagSocket
+from sockdiag_exporter.scrape import RegistryAdapter, Scraper
+
+
+class Broken(Collector):
+    def __init__(self, name, error):
+        self.name = name
+        self.error = error
+
+    def collect(self, ctx, out):
+        out.add(__import__("sockdiag_exporter.metrics").metrics.SOCKETS, ("inet", "stream", "tcp", "bogus"), 1)
+        raise self.error
+
+
+def render(scraper):
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RegistryAdapter(scraper))
+    return Exposition(generate_latest(registry).decode())
+
+
+def test_failing_collectors_fail_alone_and_log_once_per_error(netns, caplog):
+    scraper = Scraper([Broken("perm", DiagPermissionError("tcp dump: Operation not permitted (EPERM)")),
+                       Broken("bug", ZeroDivisionError("division by zero")), REGISTRY["unix"]],
+                      Context(DiagSocket()))
+    with caplog.at_level(logging.WARNING):
+        first = netns.run(render, scraper)
+        netns.run(render, scraper)
+    assert first.value("sockdiag_scrape_collector_success", collector="perm") == 0
+    assert first.value("sockdiag_scrape_collector_success", collector="bug") == 0
+    assert first.value("sockdiag_scrape_collector_success", collector="unix") == 1
+    assert not first.select("sockdiag_sockets", state="bogus")  # a failed collector's partial output is dropped
+    assert first.select("sockdiag_sockets", family="unix")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == ["collector perm failed: tcp dump: Operation not permitted (EPERM)",
+                        "collector bug failed: ZeroDivisionError: division by zero"]
+
+
+def test_dump_counter_counts_collections(netns):
+    scraper = Scraper([REGISTRY["tcp"], REGISTRY["unix"]], Context(DiagSocket()))
+    first = netns.run(render, scraper).value("sockdiag_netlink_dumps_total")
+    second = netns.run(render, scraper).value("sockdiag_netlink_dumps_total")
+    assert first == 3 and second == 6  # tcp: inet + inet6, unix: one
