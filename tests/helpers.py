@@ -126,10 +126,23 @@ class Exposition:
         return {state: [int(x) for x in row] for state, row in result.items()}
 
 
-def scrape(ns: NetNS, *collectors: str) -> Exposition:
+SYS_SETRESUID, SYS_SETRESGID = 117, 119  # x86_64
+NOBODY = 65534
+
+
+def drop_thread_privileges():
+    """Become nobody in the calling thread only (raw syscalls: glibc's setuid would change every thread)."""
+    for number in (SYS_SETRESGID, SYS_SETRESUID):
+        if _libc.syscall(number, NOBODY, NOBODY, NOBODY) != 0:
+            raise OSError(ctypes.get_errno(), "setres[ug]id")
+
+
+def scrape(ns: NetNS, *collectors: str, unprivileged: bool = False) -> Exposition:
     """One collection in the namespace, rendered and parsed exactly as /metrics serves it."""
 
     def work():
+        if unprivileged:
+            drop_thread_privileges()
         ctx = Context(DiagSocket())
         names = collectors or tuple(REGISTRY)
         registry = CollectorRegistry(auto_describe=False)

@@ -131,3 +131,26 @@ def test_packet_matches_ss(netns):
     assert theirs["raw"][1] > 0 and theirs["dgram"][1] > 0
     assert exposition.value("sockdiag_sockets", family="packet", socket_type="raw", protocol="all") == 1
     assert exposition.value("sockdiag_sockets", family="packet", socket_type="dgram", protocol="ip") == 1
+
+
+def test_unprivileged_exporter_sees_what_root_sees(netns, tmp_path):
+    """The exporter runs unprivileged: replies then lack CAP_NET_ADMIN-only attributes, the numbers must not."""
+    from test_inet_vs_ss import build_stream_population
+
+    build_stream_population(netns, socket.AF_INET, "127.0.0.1")
+
+    def work():
+        a, b = socket.socketpair()
+        netns.keep.extend([a, b])
+        a.send(b"x" * 300)
+
+    netns.run(work)
+    collectors = ("tcp", "udp", "raw", "unix", "packet")
+    root = scrape(netns, *collectors)
+    nobody = scrape(netns, *collectors, unprivileged=True)
+    assert netns.run(lambda: __import__("os").geteuid()) == 0  # only that one thread dropped privileges
+    assert nobody.select("sockdiag_sockets") == root.select("sockdiag_sockets")
+    for metric in ("sockdiag_receive_queue_bytes", "sockdiag_send_queue_bytes", "sockdiag_accept_queue_length",
+                   "sockdiag_accept_queue_limit"):
+        assert nobody.select(metric) == root.select(metric), metric
+    assert nobody.value("sockdiag_sockets", family="inet", protocol="tcp", state="established") > 5
