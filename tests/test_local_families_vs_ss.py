@@ -94,8 +94,7 @@ def test_netlink_matches_ss(netns):
             row[1] += rq
             row[2] += wq
     ours = defaultdict(lambda: [0, 0, 0])
-    for (protocol, i, metric) in [(None, 0, "sockdiag_sockets"), (None, 1, "sockdiag_receive_queue_bytes"),
-                                   (None, 2, "sockdiag_send_queue_bytes")]:
+    for i, metric in enumerate(("sockdiag_sockets", "sockdiag_receive_queue_bytes", "sockdiag_send_queue_bytes")):
         for key, v in exposition.select(metric, family="netlink").items():
             protocol = dict(key)["protocol"]
             if i == 0 or protocol != "sock_diag":

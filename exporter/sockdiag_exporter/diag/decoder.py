@@ -76,12 +76,6 @@ class Tally(dict):
             row = self[key] = [0] * (self.nvalues + 1)
         return row
 
-    def merge(self, other: "Tally") -> None:
-        for key, values in other.items():
-            row = self.row(key)
-            for i, v in enumerate(values):
-                row[i] += v
-
 
 def walk_attrs(buf, start: int, end: int) -> dict:
     """Attribute type -> (payload offset, payload length) for the attributes in buf[start:end]."""
