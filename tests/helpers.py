@@ -13,9 +13,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from sockdiag_exporter.collectors import REGISTRY
-from sockdiag_exporter.collectors.base import Context
-from sockdiag_exporter.diag.netlink import DiagSocket
+from sockdiag_exporter.config import from_dict
 from sockdiag_exporter.scrape import RegistryAdapter, Scraper
+from sockdiag_exporter.service import build_context
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -137,16 +137,18 @@ def drop_thread_privileges():
             raise OSError(ctypes.get_errno(), "setres[ug]id")
 
 
-def scrape(ns: NetNS, *collectors: str, unprivileged: bool = False) -> Exposition:
-    """One collection in the namespace, rendered and parsed exactly as /metrics serves it."""
+def scrape(ns: NetNS, *collectors: str, unprivileged: bool = False, config: dict = None) -> Exposition:
+    """One collection in the namespace with the given config (YAML as a dict; defaults when None), rendered and
+    parsed exactly as /metrics serves it."""
 
     def work():
         if unprivileged:
             drop_thread_privileges()
-        ctx = Context(DiagSocket())
+        cfg = from_dict(config or {})
+        ctx = build_context(cfg)
         names = collectors or tuple(REGISTRY)
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(RegistryAdapter(Scraper([REGISTRY[n] for n in names], ctx)))
+        registry.register(RegistryAdapter(Scraper([REGISTRY[n] for n in names], ctx, cfg.series_budget)))
         try:
             return generate_latest(registry).decode()
         finally:

@@ -50,4 +50,4 @@ def test_dump_counter_counts_collections(netns):
     scraper = Scraper([REGISTRY["tcp"], REGISTRY["unix"]], Context(DiagSocket()))
     first = netns.run(render, scraper).value("sockdiag_netlink_dumps_total")
     second = netns.run(render, scraper).value("sockdiag_netlink_dumps_total")
-    assert first == 3 and second == 6  # tcp: inet + inet6, unix: one
+    assert first == 6 and second == 12  # tcp: inet + inet6, each sockets + listeners; unix: sockets + listeners

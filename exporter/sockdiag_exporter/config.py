@@ -60,6 +60,42 @@ def _between(low, high):
     return check
 
 
+DEFAULT_BUCKETS = (0, 1024, 4096, 16384, 65536, 262144, 1 << 20, 4 << 20, 16 << 20)
+MEMORY_CAPABLE = ("tcp", "udp", "udplite", "raw", "mptcp", "sctp", "dccp", "unix", "netlink", "packet")
+GROUP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
+
+
+def _buckets(values: list) -> tuple:
+    if not 1 <= len(values) <= 64:
+        raise ValueError("expected 1 to 64 bucket bounds")
+    for v in values:
+        if type(v) is not int or v < 0:
+            raise ValueError(f"bound {v!r} is not a whole number of bytes >= 0")
+    if any(b <= a for a, b in zip(values, values[1:])):
+        raise ValueError("bounds must increase strictly")
+    return tuple(values)
+
+
+def _memory_collectors(values: list) -> tuple:
+    for v in values:
+        if v not in MEMORY_CAPABLE:
+            raise ValueError(f"{v!r} is not one of {', '.join(MEMORY_CAPABLE)}")
+    return tuple(dict.fromkeys(values))
+
+
+def _ports(values: list) -> tuple:
+    ports = []
+    for v in values:
+        if type(v) is int and 1 <= v <= 65535:
+            ports.append(v)
+            continue
+        match = re.fullmatch(r"(\d{1,5})-(\d{1,5})", v) if isinstance(v, str) else None
+        if not match or not 1 <= int(match.group(1)) <= int(match.group(2)) <= 65535:
+            raise ValueError(f"{v!r} is not a port (1-65535) or a range \"low-high\"")
+        ports.extend(range(int(match.group(1)), int(match.group(2)) + 1))
+    return tuple(sorted(set(ports)))
+
+
 def _opt(default, check=None):
     return field(default=default, metadata={"check": check} if check else {})
 
@@ -85,22 +121,52 @@ class NetlinkConfig:
 
 
 @dataclass(frozen=True)
+class ListenersConfig:
+    max_series: int = _opt(100, _between(0, 100000))
+
+
+@dataclass(frozen=True)
+class HistogramsConfig:
+    enabled: bool = _opt(True)
+    buckets: tuple = _opt(DEFAULT_BUCKETS, _buckets)
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    collectors: tuple = _opt(("udp", "udplite", "raw", "unix", "netlink", "packet"), _memory_collectors)
+
+
+@dataclass(frozen=True)
+class PortGroup:
+    local: tuple = _opt((), _ports)
+    remote: tuple = _opt((), _ports)
+
+
+@dataclass(frozen=True)
 class Config:
     web: WebConfig = field(default_factory=WebConfig)
     log: LogConfig = field(default_factory=LogConfig)
     netlink: NetlinkConfig = field(default_factory=NetlinkConfig)
     collectors: Dict[str, bool] = field(default_factory=lambda: {name: True for name in REGISTRY})
+    listeners: ListenersConfig = field(default_factory=ListenersConfig)
+    histograms: HistogramsConfig = field(default_factory=HistogramsConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    port_groups: Dict[str, PortGroup] = field(default_factory=dict)
+    series_budget: int = 0
 
     def enabled_collectors(self):
         return [REGISTRY[name] for name, on in self.collectors.items() if on]
 
 
-_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", tuple: "a list"}
 
 
 def _scalar(value: Any, kind: type, path: str):
+    """value checked to be of kind; a list stands for a tuple (the check function makes the tuple)."""
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
+    if kind is tuple and isinstance(value, list):
+        return value
     if type(value) is not kind or (kind is float and not math.isfinite(value)):
         raise ConfigError(f"{path}: expected {_TYPE_NAMES[kind]}, got {_describe(value)}")
     return value
@@ -158,19 +224,42 @@ def _collectors(data: Any, base: Dict[str, bool]) -> Dict[str, bool]:
     return result
 
 
+def _port_groups(data: Any) -> Dict[str, PortGroup]:
+    groups = {}
+    for name, spec in _mapping(data, "port_groups").items():
+        if not GROUP_NAME.fullmatch(name):
+            raise ConfigError(f"port_groups.{name}: a group name is a letter or _ then letters, digits, _.- "
+                              f"(64 at most)")
+        group = _section(PortGroup, spec, f"port_groups.{name}", PortGroup())
+        if not group.local and not group.remote:
+            raise ConfigError(f"port_groups.{name}: needs local or remote ports")
+        groups[name] = group
+    if len(groups) > 64:
+        raise ConfigError(f"port_groups: {len(groups)} groups, 64 at most")
+    return groups
+
+
 def from_dict(data: Any, base: Optional[Config] = None) -> Config:
     """Validate parsed YAML into a Config, on top of base (defaults when None)."""
     base = base or Config()
     data = _mapping(data, "config")
-    sections = {"web": WebConfig, "log": LogConfig, "netlink": NetlinkConfig}
+    sections = {"web": WebConfig, "log": LogConfig, "netlink": NetlinkConfig, "listeners": ListenersConfig,
+                "histograms": HistogramsConfig, "memory": MemoryConfig}
+    known = list(sections) + ["collectors", "port_groups", "series_budget"]
     values = {}
     for key, value in data.items():
         if key in sections:
             values[key] = _section(sections[key], value, key, getattr(base, key))
         elif key == "collectors":
             values[key] = _collectors(value, base.collectors)
+        elif key == "port_groups":
+            values[key] = _port_groups(value)
+        elif key == "series_budget":
+            values[key] = _scalar(value, int, key)
+            if not 0 <= value <= 100_000_000:
+                raise ConfigError(f"series_budget: {value!r}: expected 0 (no budget) to 100000000")
         else:
-            raise _unknown("", key, list(sections) + ["collectors"])
+            raise _unknown("", key, known)
     return dataclasses.replace(base, **values)
 
 

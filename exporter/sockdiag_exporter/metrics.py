@@ -4,11 +4,13 @@ from typing import NamedTuple, Tuple
 
 SOCKET_LABELS = ("family", "socket_type", "protocol", "state")
 LISTEN_LABELS = ("family", "socket_type", "protocol")
+LISTENER_LABELS = ("family", "socket_type", "protocol", "address")
+GROUP_LABELS = ("port_group", "family", "protocol", "state")
 
 
 class Metric(NamedTuple):
     name: str
-    kind: str  # "gauge" or "counter" (name without _total)
+    kind: str  # "gauge", "counter" (name without _total) or "gaugehistogram"
     labels: Tuple[str, ...]
     help: str
 
@@ -35,6 +37,74 @@ ACCEPT_QUEUE_LIMIT = Metric(
     "sockdiag_accept_queue_limit", "gauge", LISTEN_LABELS,
     "Sum over listening sockets of their accept queue limits (the listen() backlog, capped by somaxconn).",
 )
+LISTENER_QUEUE_LENGTH = Metric(
+    "sockdiag_listener_accept_queue_length", "gauge", LISTENER_LABELS,
+    "Connections waiting to be accepted, per listening address (sockets sharing one, SO_REUSEPORT, are summed); "
+    "address=\"other\" sums the listeners beyond listeners.max_series.",
+)
+LISTENER_QUEUE_LIMIT = Metric(
+    "sockdiag_listener_accept_queue_limit", "gauge", LISTENER_LABELS,
+    "Accept queue limit per listening address (summed like the length).",
+)
+LISTENER_SOCKETS = Metric(
+    "sockdiag_listener_sockets", "gauge", LISTENER_LABELS,
+    "Listening sockets behind a per-listener series (more than 1 with SO_REUSEPORT, and for address=\"other\").",
+)
+LISTENERS_FOLDED = Metric(
+    "sockdiag_listeners_folded", "gauge", LISTEN_LABELS,
+    "Listening sockets not reported individually (beyond listeners.max_series) but summed into address=\"other\".",
+)
+RECEIVE_QUEUE_HISTOGRAM = Metric(
+    "sockdiag_socket_receive_queue_bytes", "gaugehistogram", LISTEN_LABELS,
+    "Distribution of the receive queues of data sockets (every socket but listeners), one count per socket.",
+)
+SEND_QUEUE_HISTOGRAM = Metric(
+    "sockdiag_socket_send_queue_bytes", "gaugehistogram", LISTEN_LABELS,
+    "Distribution of the send queues of data sockets (every socket but listeners), one count per socket.",
+)
+MEMORY = tuple(
+    Metric(name, "gauge", SOCKET_LABELS, text + " Only for collectors listed in memory.collectors.")
+    for name, text in (
+        ("sockdiag_receive_memory_bytes", "Sum of memory held by received data (SK_MEMINFO rmem_alloc)."),
+        ("sockdiag_receive_buffer_bytes", "Sum of receive buffer limits (SK_MEMINFO rcvbuf, SO_RCVBUF)."),
+        ("sockdiag_send_memory_bytes", "Sum of memory held by data being sent (SK_MEMINFO wmem_alloc)."),
+        ("sockdiag_send_buffer_bytes", "Sum of send buffer limits (SK_MEMINFO sndbuf, SO_SNDBUF)."),
+        ("sockdiag_forward_alloc_bytes", "Sum of memory reserved ahead (SK_MEMINFO fwd_alloc)."),
+        ("sockdiag_send_queued_memory_bytes", "Sum of memory of the send queues (SK_MEMINFO wmem_queued)."),
+        ("sockdiag_option_memory_bytes", "Sum of socket option memory (SK_MEMINFO optmem)."),
+        ("sockdiag_backlog_bytes", "Sum of memory of packets in socket backlogs (SK_MEMINFO backlog)."),
+        ("sockdiag_dropped_packets", "Sum over live sockets of their lifetime counts of dropped incoming packets "
+         "(SK_MEMINFO drops). A gauge: it falls when sockets close; rate() the *_errors_total counters instead."),
+    )
+)
+PORT_GROUP_SOCKETS = Metric(
+    "sockdiag_port_group_sockets", "gauge", GROUP_LABELS,
+    "Sockets whose local or remote port is in a configured port group (port_groups).",
+)
+PORT_GROUP_RECEIVE_QUEUE = Metric(
+    "sockdiag_port_group_receive_queue_bytes", "gauge", GROUP_LABELS,
+    "Sum of receive queues of the port group's data sockets (not listeners).",
+)
+PORT_GROUP_SEND_QUEUE = Metric(
+    "sockdiag_port_group_send_queue_bytes", "gauge", GROUP_LABELS,
+    "Sum of send queues of the port group's data sockets (not listeners).",
+)
+UDP_RECEIVE_BUFFER_ERRORS = Metric(
+    "sockdiag_udp_receive_buffer_errors", "counter", ("family", "protocol"),
+    "Datagrams dropped because a socket receive buffer was full (/proc/net/snmp{,6} RcvbufErrors).",
+)
+UDP_RECEIVE_ERRORS = Metric(
+    "sockdiag_udp_receive_errors", "counter", ("family", "protocol"),
+    "Datagrams that could not be delivered, buffer full included (/proc/net/snmp{,6} InErrors).",
+)
+TCP_LISTEN_OVERFLOWS = Metric(
+    "sockdiag_tcp_listen_overflows", "counter", (),
+    "Times a TCP listener's accept queue was full when a connection completed (TcpExt ListenOverflows).",
+)
+TCP_LISTEN_DROPS = Metric(
+    "sockdiag_tcp_listen_drops", "counter", (),
+    "SYNs or completed connections a TCP listener dropped, overflows included (TcpExt ListenDrops).",
+)
 HANDLER_AVAILABLE = Metric(
     "sockdiag_diag_handler_available", "gauge", ("family", "protocol"),
     "1 if this kernel has a sock_diag handler for the family and protocol, 0 if it has none.",
@@ -59,12 +129,26 @@ NETLINK_DUMP_RETRIES = Metric(
     "sockdiag_netlink_dump_retries", "counter", (),
     "sock_diag dumps started again after an interrupted dump (NLM_F_DUMP_INTR) or a transient error.",
 )
+SERIES_DROPPED = Metric(
+    "sockdiag_series_budget_dropped_series", "gauge", ("breakdown",),
+    "Series left out of this scrape to stay within series_budget, per breakdown (most detailed dropped first).",
+)
 BUILD_INFO = Metric(
     "sockdiag_build_info", "gauge", ("version", "python_version"),
     "Always 1; labels carry the exporter and Python versions.",
 )
 
+LISTENERS = (LISTENER_QUEUE_LENGTH, LISTENER_QUEUE_LIMIT, LISTENER_SOCKETS, LISTENERS_FOLDED)
+PORT_GROUPS = (PORT_GROUP_SOCKETS, PORT_GROUP_RECEIVE_QUEUE, PORT_GROUP_SEND_QUEUE)
+HISTOGRAMS = (RECEIVE_QUEUE_HISTOGRAM, SEND_QUEUE_HISTOGRAM)
+
+# The optional breakdowns in the order the series budget drops them: most detailed first.
+BREAKDOWNS = (("listeners", LISTENERS), ("port_groups", PORT_GROUPS), ("histograms", HISTOGRAMS),
+              ("memory", MEMORY))
+
 ALL = (
-    SOCKETS, RECEIVE_QUEUE, SEND_QUEUE, ACCEPT_QUEUE_LENGTH, ACCEPT_QUEUE_LIMIT, HANDLER_AVAILABLE, SOURCE_INFO,
-    COLLECTOR_DURATION, COLLECTOR_SUCCESS, NETLINK_DUMPS, NETLINK_DUMP_RETRIES, BUILD_INFO,
+    (SOCKETS, RECEIVE_QUEUE, SEND_QUEUE, ACCEPT_QUEUE_LENGTH, ACCEPT_QUEUE_LIMIT) + LISTENERS + HISTOGRAMS + MEMORY
+    + PORT_GROUPS + (UDP_RECEIVE_BUFFER_ERRORS, UDP_RECEIVE_ERRORS, TCP_LISTEN_OVERFLOWS, TCP_LISTEN_DROPS,
+                     HANDLER_AVAILABLE, SOURCE_INFO, COLLECTOR_DURATION, COLLECTOR_SUCCESS, NETLINK_DUMPS,
+                     NETLINK_DUMP_RETRIES, SERIES_DROPPED, BUILD_INFO)
 )

@@ -6,7 +6,7 @@ import threading
 import time
 from typing import Dict, List, Optional, Sequence
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeHistogramMetricFamily, GaugeMetricFamily
 
 from . import __version__
 from . import metrics as m
@@ -17,12 +17,17 @@ log = logging.getLogger(__name__)
 
 
 class Scraper:
-    """Runs collectors one after another; a failing collector loses only its own metrics."""
+    """Runs collectors one after another; a failing collector loses only its own metrics.
 
-    def __init__(self, collectors: Sequence[Collector], ctx: Context):
+    series_budget (0: none) caps the series of one scrape by leaving out whole breakdowns, most detailed first.
+    """
+
+    def __init__(self, collectors: Sequence[Collector], ctx: Context, series_budget: int = 0):
         self.collectors = list(collectors)
         self.ctx = ctx
+        self.series_budget = series_budget
         self._last_error: Dict[str, Optional[str]] = {}
+        self._last_dropped: tuple = ()
         self.last_duration = 0.0
         self.last_sockets = 0
 
@@ -44,9 +49,35 @@ class Scraper:
         merged[m.NETLINK_DUMPS] = [((), ctx.diag.dumps)]
         merged[m.NETLINK_DUMP_RETRIES] = [((), ctx.diag.retried)]
         merged[m.BUILD_INFO] = [((__version__, platform.python_version()), 1)]
-        self.last_duration = time.monotonic() - started
         self.last_sockets = sum(v for _, v in merged.get(m.SOCKETS, ()))
+        if self.series_budget:
+            dropped = self._apply_budget(merged, self.series_budget)
+            merged[m.SERIES_DROPPED] = [((name,), n) for name, n in dropped.items()]
+        self.last_duration = time.monotonic() - started
         return [_family(metric, merged[metric]) for metric in m.ALL if metric in merged]
+
+    def _apply_budget(self, merged: Dict[m.Metric, list], budget: int) -> Dict[str, int]:
+        """Leave out breakdowns, most detailed first, until the scrape fits the budget; series left out by each."""
+        total = sum(_series(metric, samples) for metric, samples in merged.items())
+        needed = total
+        dropped = {name: 0 for name, _ in m.BREAKDOWNS}
+        for name, metrics in m.BREAKDOWNS:
+            if total <= budget:
+                break
+            for metric in metrics:
+                if metric in merged:
+                    n = _series(metric, merged.pop(metric))
+                    dropped[name] += n
+                    total -= n
+        now = tuple(name for name, n in dropped.items() if n)
+        if now != self._last_dropped:
+            if now:
+                log.warning("series budget %d: %d series needed; left out %s; serving %d", budget, needed,
+                            ", ".join(now), total)
+            else:
+                log.info("series budget %d: every breakdown fits again (%d series)", budget, total)
+            self._last_dropped = now
+        return dropped
 
     def _run(self, col: Collector, ctx: Context, out: Samples) -> bool:
         try:
@@ -70,7 +101,19 @@ class Scraper:
         self._last_error[name] = error
 
 
+def _series(metric: m.Metric, samples: list) -> int:
+    """How many series samples make: a gauge histogram's buckets, _gcount and _gsum each count."""
+    if metric.kind == "gaugehistogram":
+        return sum(len(buckets) + 2 for _, (buckets, _) in samples)
+    return len(samples)
+
+
 def _family(metric: m.Metric, samples: list):
+    if metric.kind == "gaugehistogram":
+        family = GaugeHistogramMetricFamily(metric.name, metric.help, labels=metric.labels)
+        for labels, (buckets, total) in samples:
+            family.add_metric(labels, buckets, total)
+        return family
     cls = CounterMetricFamily if metric.kind == "counter" else GaugeMetricFamily
     family = cls(metric.name, metric.help, labels=metric.labels)
     for labels, value in samples:

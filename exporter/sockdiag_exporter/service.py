@@ -8,8 +8,9 @@ from typing import Callable, Optional
 from prometheus_client import CollectorRegistry, ProcessCollector
 
 from . import __version__, logsetup
-from .collectors.base import Context
+from .collectors.base import Context, Options
 from .config import Config, ConfigError
+from .diag.decoder import Detail, port_tables
 from .diag.netlink import DiagSocket
 from .scrape import RegistryAdapter, Scraper
 from .web import App, Server
@@ -17,10 +18,20 @@ from .web import App, Server
 log = logging.getLogger("sockdiag_exporter")
 
 
+def build_options(config: Config) -> Options:
+    groups = list(config.port_groups.items())
+    detail = Detail(
+        config.histograms.buckets if config.histograms.enabled else (),
+        port_tables([(g.local, g.remote) for _, g in groups]) if groups else None,
+    )
+    return Options(detail, tuple(name for name, _ in groups), frozenset(config.memory.collectors),
+                   config.listeners.max_series)
+
+
 def build_context(config: Config) -> Context:
     nl = config.netlink
     diag = DiagSocket(nl.receive_buffer_bytes, nl.timeout_seconds, nl.dump_retries)
-    return Context(diag, nl.recheck_unsupported_seconds)
+    return Context(diag, nl.recheck_unsupported_seconds, build_options(config))
 
 
 class Service:
@@ -30,7 +41,7 @@ class Service:
         self.config = config
         self.config_file = config_file
         self._reload_config = reload_config
-        self.scraper = Scraper(config.enabled_collectors(), build_context(config))
+        self.scraper = Scraper(config.enabled_collectors(), build_context(config), config.series_budget)
         self._wake = threading.Event()
         self._stop = False
         self._reload = False
@@ -85,9 +96,9 @@ class Service:
         if new.web.listen_address != self.config.web.listen_address:
             log.warning("web.listen_address changed to %s: restart to apply it", new.web.listen_address)
         logsetup.setup(new.log.level, new.log.format)
-        if new.netlink != self.config.netlink:
-            self.scraper.ctx = build_context(new)
+        self.scraper.ctx = build_context(new)
         self.scraper.collectors = new.enabled_collectors()
+        self.scraper.series_budget = new.series_budget
         self.app.telemetry_path = new.web.telemetry_path
         self.config = new
         log.info("configuration reloaded; collectors: %s", ", ".join(c.name for c in self.scraper.collectors))

@@ -8,9 +8,11 @@ from ..diag import requests
 from ..diag.errors import DiagUnsupported
 from ..diag.procfs import read_inet_table
 from . import names
-from .base import Collector, Context, Samples, by_state_name, dump_or_none, emit_states
+from .base import (Collector, Context, Listener, Samples, by_state_name, dump_or_none, emit_histograms,
+                   emit_listeners, emit_port_groups, emit_states, interface_address)
 
 FAMILIES = ((c.AF_INET, "inet", ""), (c.AF_INET6, "inet6", "6"))
+LISTEN = names.TCP_STATES[c.TCP_LISTEN]
 
 
 class Protocol(NamedTuple):
@@ -19,24 +21,30 @@ class Protocol(NamedTuple):
     socket_type: str
     states: dict
     procfs: Optional[str]  # /proc/net table to read when the diag handler is missing ("raw" -> raw, raw6)
+    listeners: bool  # has listening sockets, reported one by one
     help: str
 
 
 PROTOCOLS = (
-    Protocol("tcp", c.IPPROTO_TCP, "stream", names.TCP_STATES, None, "TCP sockets"),
-    Protocol("udp", c.IPPROTO_UDP, "dgram", names.DGRAM_STATES, None, "UDP sockets"),
-    Protocol("udplite", c.IPPROTO_UDPLITE, "dgram", names.DGRAM_STATES, None, "UDP-Lite sockets"),
-    Protocol("raw", c.IPPROTO_RAW, "raw", names.DGRAM_STATES, "raw",
+    Protocol("tcp", c.IPPROTO_TCP, "stream", names.TCP_STATES, None, True, "TCP sockets"),
+    Protocol("udp", c.IPPROTO_UDP, "dgram", names.DGRAM_STATES, None, False, "UDP sockets"),
+    Protocol("udplite", c.IPPROTO_UDPLITE, "dgram", names.DGRAM_STATES, None, False, "UDP-Lite sockets"),
+    Protocol("raw", c.IPPROTO_RAW, "raw", names.DGRAM_STATES, "raw", False,
              "raw IP sockets (from /proc/net/raw{,6} where the kernel has no raw_diag)"),
-    Protocol("mptcp", c.IPPROTO_MPTCP, "stream", names.TCP_STATES, None, "MPTCP sockets"),
+    Protocol("mptcp", c.IPPROTO_MPTCP, "stream", names.TCP_STATES, None, True, "MPTCP sockets"),
     # One-to-one SCTP sockets are SOCK_STREAM, one-to-many SOCK_SEQPACKET; inet_diag does not say which.
-    Protocol("sctp", c.IPPROTO_SCTP, "", names.SCTP_STATES, None, "SCTP endpoints and associations"),
-    Protocol("dccp", c.IPPROTO_DCCP, "dccp", names.TCP_STATES, None, "DCCP sockets"),
+    Protocol("sctp", c.IPPROTO_SCTP, "", names.SCTP_STATES, None, True, "SCTP endpoints and associations"),
+    Protocol("dccp", c.IPPROTO_DCCP, "dccp", names.TCP_STATES, None, True, "DCCP sockets"),
 )
 
 
 class InetCollector(Collector):
-    """Counts and queue sums by state for one IP protocol, over IPv4 and IPv6."""
+    """Counts, queue sums and distributions by state for one IP protocol over IPv4 and IPv6, its listeners one by
+    one, memory when asked, and port groups.
+
+    Listeners come from a dump of their own (the kernel then walks only the listening hash), the other sockets
+    from one dump of every other state.
+    """
 
     def __init__(self, protocol: Protocol):
         self.protocol = protocol
@@ -44,21 +52,44 @@ class InetCollector(Collector):
         self.help = protocol.help
 
     def collect(self, ctx: Context, out: Samples) -> None:
-        proto = self.protocol
+        proto, opts = self.protocol, ctx.options
+        memory = proto.name in opts.memory
+        layout = requests.INET_MEMORY_LAYOUT if memory else requests.INET_LAYOUT
+        width = 3 + (c.SK_MEMINFO_VARS if memory else 0)
+        states = requests.INET_ALL_STATES & ~requests.LISTEN_STATES if proto.listeners else requests.INET_ALL_STATES
+        listeners, present = [], []
         for family_number, family, suffix in FAMILIES:
             what = f"{family} {proto.name} dump"
-            tally = dump_or_none(ctx, out, requests.inet(family_number, proto.number), requests.INET_LAYOUT,
-                                 family, proto.name, what)
+            request = requests.inet(family_number, proto.number, states, memory)
+            tally = dump_or_none(ctx, out, request, layout, family, proto.name, what, opts.detail)
             if tally is None and proto.procfs:
                 try:
-                    tally = read_inet_table(proto.procfs + suffix)
+                    tally = read_inet_table(proto.procfs + suffix, opts.detail.bounds)
                 except DiagUnsupported:
                     continue
                 out.add(m.SOURCE_INFO, (family, proto.name, "procfs"), 1)
             if tally is None:
                 continue
-            counts = by_state_name(tally.items(), proto.states)
-            emit_states(out, (family, proto.socket_type, proto.name), counts, names.TCP_STATES[c.TCP_LISTEN])
+            labels = (family, proto.socket_type, proto.name)
+            present.append(labels)
+            if proto.listeners:
+                found = ctx.records(requests.inet(family_number, proto.number, requests.LISTEN_STATES, memory),
+                                    requests.INET_LAYOUT, f"{family} {proto.name} listener dump",
+                                    requests.inet_listener)
+                row = tally.row(c.TCP_LISTEN)
+                for address, ifindex, length, limit, mem in found:
+                    for i, value in enumerate((1, length, limit) + mem):
+                        row[i] += value
+                    listeners.append(Listener(*labels, interface_address(address, ifindex), length, limit))
+            counts = by_state_name(tally.items(), proto.states, width)
+            emit_states(out, labels, counts, LISTEN)
+            data = [key for key in tally if names.state_name(proto.states, key) != LISTEN]
+            emit_histograms(out, labels, (tally.hist[k] for k in data if k in tally.hist), opts.detail.bounds,
+                            (sum(tally[k][1] for k in data), sum(tally[k][2] for k in data)))
+            if opts.port_groups:
+                emit_port_groups(out, ctx, family, proto.name, tally.groups, proto.states, LISTEN)
+        if proto.listeners:
+            emit_listeners(out, listeners, opts.max_listeners, present)
 
 
 COLLECTORS = tuple(InetCollector(p) for p in PROTOCOLS)

@@ -63,11 +63,16 @@ TCP_NEW_SYN_RECV = 12
 
 # linux/inet_diag.h
 INET_DIAG_REQ_PROTOCOL = 3
+INET_DIAG_SKMEMINFO = 7
 INET_DIAG_MSG_SIZE = 72  # struct inet_diag_msg
 
 # linux/unix_diag.h
+UDIAG_SHOW_NAME = 0x01
 UDIAG_SHOW_RQLEN = 0x10
+UDIAG_SHOW_MEMINFO = 0x20
+UNIX_DIAG_NAME = 0
 UNIX_DIAG_RQLEN = 4
+UNIX_DIAG_MEMINFO = 5
 UNIX_DIAG_MSG_SIZE = 16
 
 # linux/netlink_diag.h
@@ -86,6 +91,7 @@ PACKET_DIAG_MSG_SIZE = 16
 # linux/sock_diag.h: indices of the u32 array in *_DIAG_MEMINFO / INET_DIAG_SKMEMINFO
 SK_MEMINFO_RMEM_ALLOC = 0
 SK_MEMINFO_WMEM_ALLOC = 2
+SK_MEMINFO_VARS = 9  # rmem_alloc, rcvbuf, wmem_alloc, sndbuf, fwd_alloc, wmem_queued, optmem, backlog, drops
 
 # linux/vm_sockets_diag.h, linux/xdp_diag.h, linux/smc_diag.h, linux/tipc_sockets_diag.h
 VSOCK_DIAG_MSG_SIZE = 32

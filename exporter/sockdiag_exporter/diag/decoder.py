@@ -10,7 +10,9 @@ other messages go through a plain per-message loop.
 """
 
 import struct
+from bisect import bisect_left, bisect_right
 from collections import Counter
+from typing import NamedTuple, Optional, Sequence, Tuple
 
 from . import constants as c
 from .errors import DiagMalformed, from_errno
@@ -19,6 +21,7 @@ _HDR = struct.Struct("=IHHII")
 _HEAD = struct.Struct("=III")  # nlmsg_len, nlmsg_type | nlmsg_flags << 16, nlmsg_seq
 _U32 = struct.Struct("=I")
 _NLA = struct.Struct("=HH")
+_PORTS = struct.Struct("=HH")  # idiag_sport, idiag_dport (network order, read natively)
 _ERRNO = struct.Struct("=i")
 
 # Runs shorter than this are cheaper in the plain loop.
@@ -33,6 +36,8 @@ def _align4(n: int) -> int:
 class Layout:
     """Where one kind of sock_diag message keeps the key and the values to tally.
 
+    By convention value 0 is the receive queue and value 1 the send queue; memory values follow.
+
     header: size of the fixed struct after the netlink header; attributes follow it.
     key: (payload offset, width); width 1 reads a byte, width 4 an aligned native u32.
     fields: payload offsets of u32 values summed per key.
@@ -40,11 +45,12 @@ class Layout:
         a value missing from a message (no such attribute, or a shorter one) counts as 0.
     nest: attribute type whose payload holds the attributes (TIPC), else None.
     key_attrs: attribute types whose u32 values, one byte each, form the key instead of ``key`` (TIPC).
+    ports: payload offsets of the local and remote port (network byte order u16), for port groups (inet).
     """
 
-    __slots__ = ("header", "key", "fields", "attrs", "nest", "key_attrs", "fast")
+    __slots__ = ("header", "key", "fields", "attrs", "nest", "key_attrs", "fast", "ports")
 
-    def __init__(self, header, key=(0, 1), fields=(), attrs=(), nest=None, key_attrs=()):
+    def __init__(self, header, key=(0, 1), fields=(), attrs=(), nest=None, key_attrs=(), ports=None):
         for off in tuple(fields) + (key[0] if key[1] == 4 else 0,):
             if off % 4:
                 raise ValueError(f"u32 offset {off} is not aligned")
@@ -54,6 +60,7 @@ class Layout:
         self.attrs = tuple(attrs)
         self.nest = nest
         self.key_attrs = tuple(key_attrs)
+        self.ports = ports
         self.fast = nest is None and not key_attrs
 
     @property
@@ -61,14 +68,48 @@ class Layout:
         return len(self.fields) + len(self.attrs)
 
 
-class Tally(dict):
-    """key -> [socket count, sum of value 0, sum of value 1, ...] for one dump."""
+class Detail(NamedTuple):
+    """What a dump tallies beyond counts and sums.
 
-    __slots__ = ("nvalues",)
+    bounds: histogram bucket upper bounds for the receive and send queue (value 0 and 1); empty for none.
+    port_groups: (local, remote) tables of 65536 group bit masks, indexed by a port as read in native byte order
+        from the message (see port_tables); None for no port groups.
+    """
+
+    bounds: Tuple[int, ...] = ()
+    port_groups: Optional[Tuple[Sequence[int], Sequence[int]]] = None
+
+
+NO_DETAIL = Detail()
+
+
+def port_tables(groups: Sequence[Tuple[Sequence[int], Sequence[int]]]) -> Tuple[list, list]:
+    """(local, remote) lookup tables for groups of (local ports, remote ports): bit i set = in group i.
+
+    Indexed by the u16 as a native-order read of the network-order port returns it, so the hot loop needs no swap.
+    """
+    local, remote = [0] * 65536, [0] * 65536
+    for bit, (local_ports, remote_ports) in enumerate(groups):
+        for table, ports in ((local, local_ports), (remote, remote_ports)):
+            for port in ports:
+                table[struct.unpack("=H", struct.pack("!H", port))[0]] |= 1 << bit
+    return local, remote
+
+
+class Tally(dict):
+    """key -> [socket count, sum of value 0, sum of value 1, ...] for one dump.
+
+    hist: key -> [bucket counts of value 0, bucket counts of value 1], each len(bounds) + 1 long (+Inf last).
+    groups: group bit mask << 8 | key -> [count, sum of value 0, sum of value 1], for sockets in a port group.
+    """
+
+    __slots__ = ("nvalues", "hist", "groups")
 
     def __init__(self, nvalues: int):
         super().__init__()
         self.nvalues = nvalues
+        self.hist = {}
+        self.groups = {}
 
     def row(self, key: int) -> list:
         row = self.get(key)
@@ -116,34 +157,45 @@ def _prefix_equal(col: memoryview, value: int, k: int) -> int:
 
 
 class DumpDecoder:
-    """Tallies the replies to one dump request, buffer by buffer.
+    """Tallies the replies to one dump request, buffer by buffer; tally is complete once feed() returned True.
 
-    Byte keys (a state) are counted in flat 256-slot lists, the cheapest thing to index per message; word keys
-    go to the Tally directly. tally is complete once feed() returned True.
+    Three ways through a message: a run of identical messages goes through strided slices; the inet layout
+    (state byte, ports, two queues, no attributes) through one struct call and flat 256-slot lists; anything else
+    through the attribute-walking loop.
     """
 
-    def __init__(self, layout: Layout, seq: int, what: str):
+    def __init__(self, layout: Layout, seq: int, what: str, detail: Detail = NO_DETAIL):
         self.layout = layout
         self.seq = seq
         self.what = what
+        self.detail = detail
         self.tally = Tally(layout.nvalues)
         self.interrupted = False
-        # The hot loop for the inet layout (a state byte, two u32 queues, no attributes): one struct call per
-        # message, counts in flat 256-slot lists.
+        self._fast = layout.fast
+        self._width = len(detail.bounds) + 1 if detail.bounds else 0
+        self._groups = detail.port_groups if layout.ports else None
         self._plain = None
-        if layout.fast and layout.key[1] == 1 and not layout.attrs and len(layout.fields) == 2:
-            self._plain = _offsets_struct([(layout.key[0], "B")] + [(f, "I") for f in layout.fields])
+        if layout.fast and layout.key[1] == 1 and not layout.attrs and len(layout.fields) == 2 and layout.ports:
+            local, remote = layout.ports
+            self._plain = _offsets_struct([(layout.key[0], "B"), (local, "H"), (remote, "H")]
+                                          + [(f, "I") for f in layout.fields])
             self._slots = [[0] * 256 for _ in range(3)]
+            self._hist_slots = [[0] * (256 * self._width) for _ in range(2)]
 
     def feed(self, buf: memoryview, u32: memoryview, n: int) -> bool:
         """Walk the first n bytes of buf (u32 is the same buffer cast to "I"); True once the dump is complete."""
-        layout, seq, fast = self.layout, self.seq, self.layout.fast
+        layout, seq, fast = self.layout, self.seq, self._fast
         min_length = c.NLMSG_HDRLEN + layout.header
         head = _HEAD.unpack_from
         plain = self._plain
         if plain:
-            unpack, size = plain.unpack_from, plain.size
+            unpack = plain.unpack_from
             counts, rq_sums, wq_sums = self._slots
+            rq_hist, wq_hist = self._hist_slots
+            bounds, width = self.detail.bounds, self._width
+            groups = self._groups
+            if groups:
+                local_groups, remote_groups = groups
         retry_at, backoff = 0, MIN_RUN  # where the next run may be tried; failed tries back off
         off = 0
         while off < n:  # off stays 4-aligned: every stride is
@@ -174,12 +226,20 @@ class DumpDecoder:
                     retry_at = off + backoff * stride
                     backoff = min(backoff * 2, 4096)
             if plain:
-                key, rq, wq = unpack(buf, off)
+                key, local_port, remote_port, rq, wq = unpack(buf, off)
                 counts[key] += 1
                 if rq:
                     rq_sums[key] += rq
+                    if width:
+                        rq_hist[key * width + bisect_left(bounds, rq)] += 1
                 if wq:
                     wq_sums[key] += wq
+                    if width:
+                        wq_hist[key * width + bisect_left(bounds, wq)] += 1
+                if groups:
+                    mask = local_groups[local_port] | remote_groups[remote_port]
+                    if mask:
+                        self._group(mask, key, rq, wq)
             else:
                 self._tally_one(buf, off, off + length)
             off += stride
@@ -207,20 +267,51 @@ class DumpDecoder:
         return False  # NLMSG_NOOP, or a type this decoder does not know
 
     def _finish(self) -> None:
+        tally, width = self.tally, self._width
         if self._plain:
             counts, sums = self._slots[0], self._slots[1:]
             for key, count in enumerate(counts):
                 if count:
-                    row = self.tally.row(key)
+                    row = tally.row(key)
                     row[0] += count
                     for i, column in enumerate(sums, 1):
                         row[i] += column[key]
+                    if width:
+                        hist = self._hist(key)
+                        for i, flat in enumerate(self._hist_slots):
+                            for b, n in enumerate(flat[key * width : (key + 1) * width]):
+                                hist[i][b] += n
+        if width and tally.nvalues >= 2:
+            for key, row in tally.items():  # sockets not counted in a bucket had 0 (or no) value: bucket 0
+                for buckets in self._hist(key):
+                    buckets[0] += row[0] - sum(buckets)
 
     def _add(self, key: int, index: int, value: int) -> None:
         if self._plain:
             self._slots[index][key] += value
         else:
             self.tally.row(key)[index] += value
+
+    def _hist(self, key: int) -> list:
+        hist = self.tally.hist.get(key)
+        if hist is None:
+            hist = self.tally.hist[key] = [[0] * self._width, [0] * self._width]
+        return hist
+
+    def _add_hist(self, key: int, index: int, bucket: int, count: int = 1) -> None:
+        """count more values of queue index (0 receive, 1 send) in bucket; the plain loop's own lists if it runs."""
+        if self._plain:
+            self._hist_slots[index][key * self._width + bucket] += count
+        else:
+            self._hist(key)[index][bucket] += count
+
+    def _group(self, mask: int, key: int, rq: int, wq: int) -> None:
+        row = self.tally.groups.get(mask << 8 | key)
+        if row is None:
+            row = self.tally.groups[mask << 8 | key] = [0, 0, 0]
+        row[0] += 1
+        row[1] += rq
+        row[2] += wq
 
     def _run_length(self, buf, u32, off, length, stride, n) -> int:
         """How many messages from off share length, type, flags and seq (and the wanted attributes' places).
@@ -271,9 +362,11 @@ class DumpDecoder:
         for key, count in counts.items():
             self._add(key, 0, count)
         single = next(iter(counts)) if len(counts) == 1 else None
+        columns = []
         for i, voff in enumerate(self._value_offsets(buf, off, length), 1):
             first = (off + voff) >> 2
             col = u32[first : first + (k - 1) * step + 1 : step]
+            columns.append(col)
             total = sum(col)
             if not total:
                 continue
@@ -283,6 +376,40 @@ class DumpDecoder:
                 for key, value in zip(keys, col):
                     if value:
                         self._add(key, i, value)
+            if self._width and i <= 2:
+                self._run_hist(keys, single, i - 1, col)
+        if self._groups:
+            self._run_groups(buf, off, stride, k, keys, columns)
+
+    def _run_hist(self, keys, single, index, col) -> None:
+        """Histogram the non-zero values of one queue column of a run (zeros are filled in by _finish)."""
+        bounds = self.detail.bounds
+        if single is None:
+            for key, value in zip(keys, col):
+                if value:
+                    self._add_hist(key, index, bisect_left(bounds, value))
+            return
+        values = sorted(col.tolist())
+        below = bisect_right(values, 0)
+        for bucket, bound in enumerate(bounds):
+            upto = bisect_right(values, bound)
+            if upto > below:
+                self._add_hist(single, index, bucket, upto - below)
+                below = upto
+        if len(values) > below:
+            self._add_hist(single, index, len(bounds), len(values) - below)
+
+    def _run_groups(self, buf, off, stride, k, keys, columns) -> None:
+        u16 = buf.cast("H")
+        half = stride >> 1
+        local_groups, remote_groups = self._groups
+        first_local, first_remote = ((off + c.NLMSG_HDRLEN + p) >> 1 for p in self.layout.ports)
+        local = u16[first_local : first_local + (k - 1) * half + 1 : half]
+        remote = u16[first_remote : first_remote + (k - 1) * half + 1 : half]
+        for key, lp, rp, rq, wq in zip(keys, local, remote, columns[0], columns[1]):
+            mask = local_groups[lp] | remote_groups[rp]
+            if mask:
+                self._group(mask, key, rq, wq)
 
     def _tally_one(self, buf, off, end):
         layout = self.layout
@@ -301,15 +428,21 @@ class DumpDecoder:
             key = buf[payload + layout.key[0]]
         else:
             key = _U32.unpack_from(buf, payload + layout.key[0])[0]
+        values = [_U32.unpack_from(buf, payload + foff)[0] for foff in layout.fields]
+        values.extend(self._attr_u32(buf, found, atype, aoff) for atype, aoff in layout.attrs)
         row = self.tally.row(key)
         row[0] += 1
-        i = 1
-        for foff in layout.fields:
-            row[i] += _U32.unpack_from(buf, payload + foff)[0]
-            i += 1
-        for atype, aoff in layout.attrs:
-            row[i] += self._attr_u32(buf, found, atype, aoff)
-            i += 1
+        for i, value in enumerate(values, 1):
+            row[i] += value
+        if self._width:
+            for i, value in enumerate(values[:2]):
+                if value:
+                    self._add_hist(key, i, bisect_left(self.detail.bounds, value))
+        if self._groups:
+            local_port, remote_port = _PORTS.unpack_from(buf, payload + layout.ports[0])
+            mask = self._groups[0][local_port] | self._groups[1][remote_port]
+            if mask:
+                self._group(mask, key, values[0], values[1])
 
     @staticmethod
     def _attr_u32(buf, found, atype, aoff) -> int:
@@ -319,3 +452,21 @@ class DumpDecoder:
             return 0
         start, size = where
         return _U32.unpack_from(buf, start + aoff)[0] if aoff + 4 <= size else 0
+
+
+class RecordDecoder(DumpDecoder):
+    """Keeps one record per message, made by extract(buf, payload offset, end): for the few sockets (listeners)
+    that are reported one by one."""
+
+    def __init__(self, layout: Layout, seq: int, what: str, extract):
+        super().__init__(layout, seq, what)
+        self._fast = False
+        self._plain = None
+        self.extract = extract
+        self.records = []
+
+    def _tally_one(self, buf, off, end):
+        self.records.append(self.extract(buf, off + c.NLMSG_HDRLEN, end))
+
+    def _finish(self) -> None:
+        pass

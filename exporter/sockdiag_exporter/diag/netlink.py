@@ -5,7 +5,7 @@ import socket
 import struct
 
 from . import constants as c
-from .decoder import DumpDecoder, Layout, Tally
+from .decoder import NO_DETAIL, Detail, DumpDecoder, Layout, RecordDecoder, Tally
 from .errors import DiagError, DiagInterrupted, DiagMalformed, DiagRetryable, from_errno
 
 _HDR = struct.Struct("=IHHII")
@@ -49,27 +49,34 @@ class DiagSocket:
         sock.bind((0, 0))
         return sock
 
-    def dump(self, request: bytes, layout: Layout, what: str) -> Tally:
+    def dump(self, request: bytes, layout: Layout, what: str, detail: Detail = NO_DETAIL) -> Tally:
         """Run one dump to completion and return its tally; retries interrupted or transiently failed dumps."""
+        return self._dump(request, what, lambda seq: DumpDecoder(layout, seq, what, detail)).tally
+
+    def records(self, request: bytes, layout: Layout, what: str, extract) -> list:
+        """Run one dump to completion and return extract(buf, payload offset, end) of every message."""
+        return self._dump(request, what, lambda seq: RecordDecoder(layout, seq, what, extract)).records
+
+    def _dump(self, request: bytes, what: str, make_decoder):
         failure = None
         for attempt in range(self.retries + 1):
             if attempt:
                 self.retried += 1
             try:
-                decoder = self._dump_once(request, layout, what)
+                decoder = self._dump_once(request, what, make_decoder)
             except DiagRetryable as e:
                 failure = e
                 continue
             if not decoder.interrupted:
-                return decoder.tally
+                return decoder
             failure = DiagInterrupted(f"{what}: dump interrupted (NLM_F_DUMP_INTR) {attempt + 1} times in a row")
         raise failure
 
-    def _dump_once(self, request: bytes, layout: Layout, what: str) -> DumpDecoder:
+    def _dump_once(self, request: bytes, what: str, make_decoder) -> DumpDecoder:
         if self._sock is None:
             self._sock = self._open()
         self._seq = self._seq % 0xFFFFFFFF + 1
-        decoder = DumpDecoder(layout, self._seq, what)
+        decoder = make_decoder(self._seq)
         header = _HDR.pack(c.NLMSG_HDRLEN + len(request), c.SOCK_DIAG_BY_FAMILY, c.NLM_F_REQUEST | c.NLM_F_DUMP,
                            self._seq, 0)
         self.dumps += 1

@@ -2,12 +2,15 @@
 
 Each request asks only for the attributes a tally uses: inet needs none (queues are in the fixed header),
 unix asks for UNIX_DIAG_RQLEN, netlink and packet for their SK_MEMINFO (their queues live only there).
+SK_MEMINFO for inet and unix only when memory metrics are wanted: it makes every message longer.
+Values of every layout: receive queue, send queue, then (memory layouts) the SK_MEMINFO_VARS values.
 """
 
+import socket
 import struct
 
 from . import constants as c
-from .decoder import Layout
+from .decoder import Layout, walk_attrs
 
 # Every TCP state (bits 1..12), as `ss -a` asks. Not TCP_BOUND_INACTIVE (bit 13, kernel >= 6.8: sockets bound but
 # never listening or connected): it makes the kernel walk the bind hash too, measured +28% dump time at 100k sockets.
@@ -16,22 +19,34 @@ ALL_STATES = 0xFFFFFFFF
 
 _SOCKID_ZERO = bytes(48)  # struct inet_diag_sockid: wildcard
 
-# inet_diag_msg: key = idiag_state (byte 1); values: idiag_rqueue (56), idiag_wqueue (60)
-INET_LAYOUT = Layout(c.INET_DIAG_MSG_SIZE, key=(1, 1), fields=(56, 60))
+MEMINFO_NAMES = ("rmem_alloc", "rcvbuf", "wmem_alloc", "sndbuf", "fwd_alloc", "wmem_queued", "optmem", "backlog",
+                 "drops")
+
+
+def _meminfo(attr_type: int):
+    return tuple((attr_type, 4 * i) for i in range(c.SK_MEMINFO_VARS))
+
+
+def _queues_from_meminfo(attr_type: int):
+    return ((attr_type, 4 * c.SK_MEMINFO_RMEM_ALLOC), (attr_type, 4 * c.SK_MEMINFO_WMEM_ALLOC))
+
+
+# inet_diag_msg: key = idiag_state (byte 1); values: idiag_rqueue (56), idiag_wqueue (60); ports at 4 and 6
+INET_LAYOUT = Layout(c.INET_DIAG_MSG_SIZE, key=(1, 1), fields=(56, 60), ports=(4, 6))
+INET_MEMORY_LAYOUT = Layout(c.INET_DIAG_MSG_SIZE, key=(1, 1), fields=(56, 60), ports=(4, 6),
+                            attrs=_meminfo(c.INET_DIAG_SKMEMINFO))
 # unix_diag_msg: key = first word (family | type << 8 | state << 16); values: UNIX_DIAG_RQLEN rqueue, wqueue
-UNIX_LAYOUT = Layout(c.UNIX_DIAG_MSG_SIZE, key=(0, 4), attrs=((c.UNIX_DIAG_RQLEN, 0), (c.UNIX_DIAG_RQLEN, 4)))
+_UNIX_QUEUES = ((c.UNIX_DIAG_RQLEN, 0), (c.UNIX_DIAG_RQLEN, 4))
+UNIX_LAYOUT = Layout(c.UNIX_DIAG_MSG_SIZE, key=(0, 4), attrs=_UNIX_QUEUES)
+UNIX_MEMORY_LAYOUT = Layout(c.UNIX_DIAG_MSG_SIZE, key=(0, 4), attrs=_UNIX_QUEUES + _meminfo(c.UNIX_DIAG_MEMINFO))
 # netlink_diag_msg: key = first word (family | type << 8 | protocol << 16 | state << 24); values: rmem, wmem
-NETLINK_LAYOUT = Layout(
-    c.NETLINK_DIAG_MSG_SIZE,
-    key=(0, 4),
-    attrs=((c.NETLINK_DIAG_MEMINFO, 4 * c.SK_MEMINFO_RMEM_ALLOC), (c.NETLINK_DIAG_MEMINFO, 4 * c.SK_MEMINFO_WMEM_ALLOC)),
-)
+NETLINK_LAYOUT = Layout(c.NETLINK_DIAG_MSG_SIZE, key=(0, 4), attrs=_queues_from_meminfo(c.NETLINK_DIAG_MEMINFO))
+NETLINK_MEMORY_LAYOUT = Layout(c.NETLINK_DIAG_MSG_SIZE, key=(0, 4), attrs=_queues_from_meminfo(
+    c.NETLINK_DIAG_MEMINFO) + _meminfo(c.NETLINK_DIAG_MEMINFO))
 # packet_diag_msg: key = first word (family | type << 8 | pdiag_num << 16); values: rmem, wmem
-PACKET_LAYOUT = Layout(
-    c.PACKET_DIAG_MSG_SIZE,
-    key=(0, 4),
-    attrs=((c.PACKET_DIAG_MEMINFO, 4 * c.SK_MEMINFO_RMEM_ALLOC), (c.PACKET_DIAG_MEMINFO, 4 * c.SK_MEMINFO_WMEM_ALLOC)),
-)
+PACKET_LAYOUT = Layout(c.PACKET_DIAG_MSG_SIZE, key=(0, 4), attrs=_queues_from_meminfo(c.PACKET_DIAG_MEMINFO))
+PACKET_MEMORY_LAYOUT = Layout(c.PACKET_DIAG_MSG_SIZE, key=(0, 4), attrs=_queues_from_meminfo(
+    c.PACKET_DIAG_MEMINFO) + _meminfo(c.PACKET_DIAG_MEMINFO))
 # vsock_diag_msg: key = first word (family | type << 8 | state << 16 | shutdown << 24)
 VSOCK_LAYOUT = Layout(c.VSOCK_DIAG_MSG_SIZE, key=(0, 4))
 # xdp_diag_msg: key = first word (family | type << 8)
@@ -44,17 +59,19 @@ TIPC_LAYOUT = Layout(
 )
 
 
-def inet(family: int, protocol: int, states: int = INET_ALL_STATES) -> bytes:
+def inet(family: int, protocol: int, states: int = INET_ALL_STATES, memory: bool = False) -> bytes:
     """inet_diag_req_v2; protocols above 255 (MPTCP) go in an INET_DIAG_REQ_PROTOCOL attribute, as ss does."""
-    req = struct.pack("=BBBBI", family, protocol & 0xFF, 0, 0, states) + _SOCKID_ZERO
+    ext = 1 << (c.INET_DIAG_SKMEMINFO - 1) if memory else 0
+    req = struct.pack("=BBBBI", family, protocol & 0xFF, ext, 0, states) + _SOCKID_ZERO
     if protocol > 0xFF:
         req += struct.pack("=HHI", 8, c.INET_DIAG_REQ_PROTOCOL, protocol)
     return req
 
 
-def unix() -> bytes:
-    """unix_diag_req for every state, with the receive/send queue lengths."""
-    return struct.pack("=BBHIIIII", c.AF_UNIX, 0, 0, ALL_STATES, 0, c.UDIAG_SHOW_RQLEN, 0, 0)
+def unix(states: int = ALL_STATES, memory: bool = False, names: bool = False) -> bytes:
+    """unix_diag_req with the receive/send queue lengths (and memory info, and names)."""
+    show = c.UDIAG_SHOW_RQLEN | (c.UDIAG_SHOW_MEMINFO if memory else 0) | (c.UDIAG_SHOW_NAME if names else 0)
+    return struct.pack("=BBHIIIII", c.AF_UNIX, 0, 0, states, 0, show, 0, 0)
 
 
 def netlink() -> bytes:
@@ -85,3 +102,44 @@ def tipc() -> bytes:
 def smc() -> bytes:
     """smc_diag_req without extensions (dumps SMC over IPv4 and IPv6)."""
     return struct.pack("=BBBB", c.AF_SMC, 0, 0, 0) + _SOCKID_ZERO
+
+
+LISTEN_STATES = 1 << c.TCP_LISTEN
+_INET_LISTENER = struct.Struct("=BxxxH2x16s16xI8x4xII")  # family, sport, src, if, rqueue, wqueue
+
+
+def inet_listener(buf, payload: int, end: int) -> tuple:
+    """(local address text, ifindex, accept queue length, limit, SK_MEMINFO values or ()) of an inet listener."""
+    family, port, src, ifindex, rq, wq = _INET_LISTENER.unpack_from(buf, payload)
+    if family == c.AF_INET6:
+        address = f"[{socket.inet_ntop(socket.AF_INET6, src)}]:{socket.ntohs(port)}"
+    else:
+        address = f"{socket.inet_ntop(socket.AF_INET, src[:4])}:{socket.ntohs(port)}"
+    return address, ifindex, rq, wq, _meminfo_values(buf, payload + c.INET_DIAG_MSG_SIZE, end, c.INET_DIAG_SKMEMINFO)
+
+
+def _meminfo_values(buf, start: int, end: int, attr_type: int) -> tuple:
+    found = walk_attrs(buf, start, end)
+    if attr_type not in found:
+        return ()
+    offset, size = found[attr_type]
+    count = min(size // 4, c.SK_MEMINFO_VARS)
+    return struct.unpack_from(f"={count}I", buf, offset) + (0,) * (c.SK_MEMINFO_VARS - count)
+
+
+def unix_listener(buf, payload: int, end: int) -> tuple:
+    """(socket type, name text, accept queue length, limit) of a unix listener; abstract names as @name."""
+    sock_type = buf[payload + 1]
+    found = walk_attrs(buf, payload + c.UNIX_DIAG_MSG_SIZE, end)
+    name = b""
+    if c.UNIX_DIAG_NAME in found:
+        start, size = found[c.UNIX_DIAG_NAME]
+        name = bytes(buf[start : start + size])
+    if name.startswith(b"\0"):
+        text = "@" + name[1:].decode("utf-8", "backslashreplace")
+    else:
+        text = name.rstrip(b"\0").decode("utf-8", "backslashreplace")
+    rq = wq = 0
+    if c.UNIX_DIAG_RQLEN in found and found[c.UNIX_DIAG_RQLEN][1] >= 8:
+        rq, wq = struct.unpack_from("=II", buf, found[c.UNIX_DIAG_RQLEN][0])
+    return sock_type, text, rq, wq
