@@ -25,8 +25,9 @@ def attr(atype: int, payload: bytes) -> bytes:
     return struct.pack("=HH", 4 + len(payload), atype) + payload + bytes(-len(payload) % 4)
 
 
-def inet_msg(state, rq=0, wq=0, extra=b"", **kw) -> bytes:
-    body = struct.pack("=BBBB", c.AF_INET, state, 0, 0) + bytes(48) + struct.pack("=IIIII", 0, rq, wq, 0, 0)
+def inet_msg(state, rq=0, wq=0, extra=b"", sport=0, dport=0, **kw) -> bytes:
+    body = struct.pack("=BBBB", c.AF_INET, state, 0, 0) + struct.pack("!HH", sport, dport) + bytes(44)
+    body += struct.pack("=IIIII", 0, rq, wq, 0, 0)
     return nlmsg(body + extra, **kw)
 
 
@@ -46,15 +47,18 @@ def error(err, seq=SEQ) -> bytes:
     return nlmsg(struct.pack("=i", err) + bytes(16), mtype=c.NLMSG_ERROR, flags=0, seq=seq)
 
 
-def decode(data: bytes, layout=requests.INET_LAYOUT, min_run=None, monkeypatch=None):
-    """Feed data as one receive buffer; returns (tally, complete, interrupted)."""
+def decode(data: bytes, layout=requests.INET_LAYOUT, min_run=None, monkeypatch=None, detail=dec.NO_DETAIL,
+           full=False):
+    """Feed data as one receive buffer; returns (tally, complete, interrupted), or the Tally itself if full."""
     if min_run is not None:
         monkeypatch.setattr(dec, "MIN_RUN", min_run)
     buf = bytearray(len(data) + (-len(data) % 4) + 64)
     buf[: len(data)] = data
     mv = memoryview(buf)
-    d = dec.DumpDecoder(layout, SEQ, "test dump")
+    d = dec.DumpDecoder(layout, SEQ, "test dump", detail)
     complete = d.feed(mv, mv.cast("I"), len(data))
+    if full:
+        return d.tally
     return dict(d.tally), complete, d.interrupted
 
 
@@ -117,17 +121,19 @@ def test_missing_attribute_counts_zero_and_short_attribute_too():
     assert tally == {c.AF_UNIX | 1 << 8 | 1 << 16: [1, 1, 0], c.AF_UNIX | 2 << 8 | 7 << 16: [1, 0, 0]}
 
 
-def random_inet_stream(rng: random.Random, n: int) -> bytes:
+def random_inet_stream(rng: random.Random, n: int, run=1) -> bytes:
     """Runs of equal-length messages broken by longer ones (TIME_WAIT vs full sockets), as the kernel sends."""
     parts = []
-    for _ in range(n):
+    while len(parts) < n:
         state = rng.choice([1, 1, 1, 6, 6, 8, 10])
         extra = b"" if state == 6 else attr(8, b"\0")
-        flags = c.NLM_F_MULTI | (c.NLM_F_DUMP_INTR if rng.random() < 0.002 else 0)
-        rq = rng.choice([0, 0, 0, rng.randrange(1 << 20)])
-        wq = rng.choice([0, 0, rng.randrange(1 << 16)])
-        parts.append(inet_msg(state, rq, wq, extra, flags=flags))
-    return b"".join(parts) + done()
+        for _ in range(rng.randrange(1, run + 1)):
+            flags = c.NLM_F_MULTI | (c.NLM_F_DUMP_INTR if rng.random() < 0.002 else 0)
+            rq = rng.choice([0, 0, 0, rng.randrange(1 << 20), rng.randrange(1 << 26)])
+            wq = rng.choice([0, 0, rng.randrange(1 << 16)])
+            ports = rng.choice([80, 443, 5432, 40000, 40001])
+            parts.append(inet_msg(state, rq, wq, extra, sport=ports, dport=rng.choice([5432, 50000]), flags=flags))
+    return b"".join(parts[:n]) + done()
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -137,6 +143,30 @@ def test_fast_path_equals_plain_loop(monkeypatch, seed):
     fast = decode(data, min_run=8, monkeypatch=monkeypatch)
     assert fast == slow
     assert sum(row[0] for row in fast[0].values()) == 3000
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_histograms_and_port_groups_are_the_same_on_every_path(monkeypatch, seed):
+    groups = dec.port_tables([((80, 443), ()), ((), (5432,)), ((40000, 40001), (50000,))])
+    detail = dec.Detail((0, 1024, 65536, 1 << 20), groups)
+    data = random_inet_stream(random.Random(seed), 4000, run=200)
+    results = []
+    for layout, min_run in ((requests.INET_LAYOUT, 8), (requests.INET_LAYOUT, 10 ** 9),
+                            (requests.INET_MEMORY_LAYOUT, 10 ** 9)):  # strided runs, struct loop, attribute loop
+        tally = decode(data, layout, min_run=min_run, monkeypatch=monkeypatch, detail=detail, full=True)
+        results.append(({k: v[:3] for k, v in tally.items()}, tally.hist, tally.groups))
+    assert results[0] == results[1] == results[2]
+    counts, hist, grouped = results[0]
+    for key, (count, rq, wq) in counts.items():
+        assert sum(hist[key][0]) == count == sum(hist[key][1])
+    assert sum(row[0] for k, row in grouped.items() if k >> 8 & 1) > 0  # group 0: local 80/443
+
+
+def test_histogram_buckets_hold_exactly_their_values():
+    data = b"".join(inet_msg(1, rq) for rq in (0, 1, 1024, 1025, 65536, 70000, 2 << 20)) + done()
+    tally = decode(data, detail=dec.Detail((0, 1024, 65536, 1 << 20)), full=True)
+    assert tally.hist[1][0] == [1, 2, 2, 1, 1]  # le 0, 1024, 65536, 1 MiB, +Inf (not cumulative)
+    assert tally.hist[1][1] == [7, 0, 0, 0, 0]
 
 
 def test_fast_path_with_attributes_equals_plain_loop(monkeypatch):

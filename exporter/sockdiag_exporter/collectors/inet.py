@@ -77,10 +77,14 @@ class InetCollector(Collector):
                                     requests.INET_LAYOUT, f"{family} {proto.name} listener dump",
                                     requests.inet_listener)
                 row = tally.row(c.TCP_LISTEN)
-                for address, ifindex, length, limit, mem in found:
+                groups = opts.detail.port_groups
+                for address, ifindex, length, limit, mem, port in found:
                     for i, value in enumerate((1, length, limit) + mem):
                         row[i] += value
                     listeners.append(Listener(*labels, interface_address(address, ifindex), length, limit))
+                    if groups and groups[0][port]:
+                        group = tally.groups.setdefault(groups[0][port] << 8 | c.TCP_LISTEN, [0, 0, 0])
+                        group[0] += 1
             counts = by_state_name(tally.items(), proto.states, width)
             emit_states(out, labels, counts, LISTEN)
             data = [key for key in tally if names.state_name(proto.states, key) != LISTEN]

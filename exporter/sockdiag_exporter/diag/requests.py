@@ -109,13 +109,15 @@ _INET_LISTENER = struct.Struct("=BxxxH2x16s16xI8x4xII")  # family, sport, src, i
 
 
 def inet_listener(buf, payload: int, end: int) -> tuple:
-    """(local address text, ifindex, accept queue length, limit, SK_MEMINFO values or ()) of an inet listener."""
+    """(local address text, ifindex, accept queue length, limit, SK_MEMINFO values or (), port as the decoder
+    reads it for port groups) of an inet listener."""
     family, port, src, ifindex, rq, wq = _INET_LISTENER.unpack_from(buf, payload)
     if family == c.AF_INET6:
         address = f"[{socket.inet_ntop(socket.AF_INET6, src)}]:{socket.ntohs(port)}"
     else:
         address = f"{socket.inet_ntop(socket.AF_INET, src[:4])}:{socket.ntohs(port)}"
-    return address, ifindex, rq, wq, _meminfo_values(buf, payload + c.INET_DIAG_MSG_SIZE, end, c.INET_DIAG_SKMEMINFO)
+    memory = _meminfo_values(buf, payload + c.INET_DIAG_MSG_SIZE, end, c.INET_DIAG_SKMEMINFO)
+    return address, ifindex, rq, wq, memory, port
 
 
 def _meminfo_values(buf, start: int, end: int, attr_type: int) -> tuple:
