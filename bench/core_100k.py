@@ -1,11 +1,12 @@
 """Scrape cost at ~100k TCP sockets, beside ss and the kernel floor, in one run.
 
-    sudo .venv/bin/python bench/core_100k.py [--sockets 100000] [--time-wait 0] [--repeat 7]
+    sudo .venv/bin/python bench/core_100k.py [--sockets 100000] [--time-wait 0] [--repeat 7] [--config FILE]
 
 Builds established TCP connections (IPv4 and IPv6, over several worker processes: the fd limit is per process)
 and optionally TIME_WAIT sockets in a fresh network namespace, then measures, alternating A B C …:
 the kernel floor (receive the tcp dumps, no decoding), the tcp collector in-process, `ss -tan`, and a full
 /metrics scrape over HTTP of the daemon with its default collectors, whose peak RSS is reported at the end.
+--config passes a configuration file to the daemon and to the in-process collector (e.g. memory for tcp).
 Removes the namespace (and with it every socket) on exit, also on Ctrl-C.
 """
 
@@ -56,8 +57,9 @@ import socket, struct, sys, time
 sys.path.insert(0, sys.argv[1])
 from sockdiag_exporter.diag import requests
 from sockdiag_exporter.collectors import REGISTRY
-from sockdiag_exporter.collectors.base import Context, Samples
-from sockdiag_exporter.diag.netlink import DiagSocket
+from sockdiag_exporter.collectors.base import Samples
+from sockdiag_exporter.config import Config, load
+from sockdiag_exporter.service import build_context
 
 def floor():
     for family in (socket.AF_INET, socket.AF_INET6):
@@ -73,7 +75,7 @@ def floor():
                 break
         s.close()
 
-ctx = Context(DiagSocket())
+ctx = build_context(load(sys.argv[3]) if sys.argv[3] else Config())
 tcp = REGISTRY["tcp"]
 which = sys.argv[2]
 t = time.perf_counter()
@@ -88,6 +90,7 @@ def main():
     ap.add_argument("--time-wait", type=int, default=0, help="TIME_WAIT sockets to add")
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--port", type=int, default=19966)
+    ap.add_argument("--config", default="", help="configuration file for the daemon and the collector")
     args = ap.parse_args()
     ns = f"sdbench-{os.getpid()}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
@@ -117,7 +120,8 @@ def main():
         print(f"population: {summary.strip()}")
 
         daemon = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "sockdiag_exporter",
-                                   f"--web.listen-address=127.0.0.1:{args.port}", "--log.level=warn"],
+                                   f"--web.listen-address=127.0.0.1:{args.port}", "--log.level=warn"]
+                                  + ([f"--config.file={os.path.abspath(args.config)}"] if args.config else []),
                                   env=dict(os.environ, PYTHONPATH=os.path.join(ROOT, "exporter")))
 
         def scrape():
@@ -140,7 +144,8 @@ def main():
             return time.perf_counter() - t
 
         def in_process(which):
-            return float(in_netns(ns, sys.executable, "-c", FLOOR, os.path.join(ROOT, "exporter"), which,
+            config = os.path.abspath(args.config) if args.config else ""
+            return float(in_netns(ns, sys.executable, "-c", FLOOR, os.path.join(ROOT, "exporter"), which, config,
                                   capture_output=True, text=True, check=True).stdout)
 
         results = {"kernel floor (tcp dumps, no decoding)": [], "tcp collector": [], "ss -tan": [],
