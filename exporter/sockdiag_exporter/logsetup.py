@@ -1,9 +1,15 @@
-"""Log output: logfmt or JSON lines on stderr, one line per record."""
+"""Log output: the journal with structured fields when systemd started us, else logfmt or JSON lines on stderr.
+
+Structured fields travel as upper-case attributes of a record (log.warning(..., extra={"COLLECTOR": "tcp"})):
+journal fields as they are, lower-cased keys in logfmt and JSON.
+"""
 
 import json
 import logging
 import sys
 import time
+
+from .systemd_support import journal_handler
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 _LEVEL_NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn", logging.ERROR: "error",
@@ -21,6 +27,7 @@ def _fields(record: logging.LogRecord) -> dict:
         "logger": record.name,
         "msg": record.getMessage(),
     }
+    fields.update((k.lower(), str(v)) for k, v in record.__dict__.items() if k.isupper())
     if record.exc_info and record.levelno <= logging.DEBUG:
         fields["exc"] = logging.Formatter().formatException(record.exc_info)
     return fields
@@ -43,9 +50,11 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup(level: str, fmt: str) -> None:
-    """Route every log record of the process to stderr in the given format."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else LogfmtFormatter())
+    """Route every log record of the process to the journal, or to stderr in the given format."""
+    handler = journal_handler()
+    if handler is None:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter() if fmt == "json" else LogfmtFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(LEVELS[level])

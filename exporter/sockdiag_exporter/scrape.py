@@ -30,10 +30,18 @@ class Scraper:
         self._last_dropped: tuple = ()
         self.last_duration = 0.0
         self.last_sockets = 0
+        self.last_failed = 0
+        self.collecting_since: Optional[float] = None  # monotonic start of the collection in flight
 
     def collect(self) -> List:
         """Metric families of one full collection."""
-        started = time.monotonic()
+        started = self.collecting_since = time.monotonic()
+        try:
+            return self._collect(started)
+        finally:
+            self.collecting_since = None
+
+    def _collect(self, started: float) -> List:
         collectors, ctx = self.collectors, self.ctx  # a reload may swap them while this runs
         merged: Dict[m.Metric, list] = {}
         for col in collectors:
@@ -50,6 +58,7 @@ class Scraper:
         merged[m.NETLINK_DUMP_RETRIES] = [((), ctx.diag.retried)]
         merged[m.BUILD_INFO] = [((__version__, platform.python_version()), 1)]
         self.last_sockets = sum(v for _, v in merged.get(m.SOCKETS, ()))
+        self.last_failed = sum(1 for _, ok in merged[m.COLLECTOR_SUCCESS] if not ok) if collectors else 0
         if self.series_budget:
             dropped = self._apply_budget(merged, self.series_budget)
             merged[m.SERIES_DROPPED] = [((name,), n) for name, n in dropped.items()]
@@ -90,14 +99,14 @@ class Scraper:
             self._failed(col.name, f"{type(e).__name__}: {e}")
             return False
         if self._last_error.get(col.name):
-            log.info("collector %s recovered", col.name)
+            log.info("collector %s recovered", col.name, extra={"COLLECTOR": col.name})
         self._last_error[col.name] = None
         return True
 
     def _failed(self, name: str, error: str) -> None:
         """Log a collector's failure once, and again only when the error changes."""
         if self._last_error.get(name) != error:
-            log.warning("collector %s failed: %s", name, error)
+            log.warning("collector %s failed: %s", name, error, extra={"COLLECTOR": name, "ERROR": error})
         self._last_error[name] = error
 
 

@@ -1,13 +1,15 @@
 """The daemon: builds the collection pipeline from a Config, serves HTTP, reloads on SIGHUP, stops on SIGTERM."""
 
 import logging
+import os
 import signal
 import threading
+import time
 from typing import Callable, Optional
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 
-from . import __version__, logsetup
+from . import __version__, logsetup, systemd_support
 from .collectors.base import Context, Options
 from .config import Config, ConfigError
 from .diag.decoder import Detail, port_tables
@@ -16,6 +18,8 @@ from .scrape import RegistryAdapter, Scraper
 from .web import App, Server
 
 log = logging.getLogger("sockdiag_exporter")
+
+STATUS_INTERVAL = 10.0  # seconds between STATUS= updates (and health checks) when no watchdog asks for more
 
 
 def build_options(config: Config) -> Options:
@@ -52,8 +56,9 @@ class Service:
         registry.register(RegistryAdapter(self.scraper))
         ProcessCollector(registry=registry)
         self.app = App(registry, self.config.web.telemetry_path)
+        activated = systemd_support.listen_socket()
         try:
-            server = Server(self.config.web.listen_address, self.app)
+            server = Server(self.config.web.listen_address, self.app, activated)
         except OSError as e:
             log.error("cannot listen on %s: %s", self.config.web.listen_address, e.strerror or e)
             return 1
@@ -61,22 +66,56 @@ class Service:
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_reload)
         server.start()
-        log.info("sockdiag_exporter %s listening on %s, metrics at %s; collectors: %s", __version__,
-                 self.config.web.listen_address, self.config.web.telemetry_path,
-                 ", ".join(c.name for c in self.scraper.collectors) or "none")
+        where = f"the socket systemd passed ({server.socket.getsockname()[:2]})" if activated else \
+            self.config.web.listen_address
+        log.info("sockdiag_exporter %s listening on %s, metrics at %s; collectors: %s", __version__, where,
+                 self.config.web.telemetry_path, ", ".join(c.name for c in self.scraper.collectors) or "none")
+        systemd_support.notify("READY=1", f"STATUS={self.status()}", f"MAINPID={os.getpid()}")
+        watchdog = systemd_support.watchdog_interval()
+        tick = min(watchdog or STATUS_INTERVAL, STATUS_INTERVAL) if systemd_support.supervised() else None
+        unhealthy = None
         while True:
-            self._wake.wait()
+            if not self._wake.wait(tick):
+                problem = self.health(server, watchdog)
+                if problem is None:
+                    systemd_support.notify(*(["WATCHDOG=1"] if watchdog else []), f"STATUS={self.status()}")
+                elif problem != unhealthy:
+                    log.error("not pinging the watchdog: %s", problem)
+                unhealthy = problem
+                continue
             self._wake.clear()
             if self._stop:
                 break
             if self._reload:
                 self._reload = False
+                systemd_support.notify("RELOADING=1")
                 self.reload()
+                systemd_support.notify("READY=1", f"STATUS={self.status()}")
         log.info("stopping")
+        systemd_support.notify("STOPPING=1")
         server.shutdown()
         server.server_close()
         self.scraper.ctx.diag.close()
         return 0
+
+    def status(self) -> str:
+        """A one-line summary for systemctl status."""
+        s = self.scraper
+        if not s.last_duration:
+            return "serving, no scrape yet"
+        failing = f"{s.last_failed} of {len(s.collectors)} collectors failing" if s.last_failed else \
+            f"{len(s.collectors)} collectors ok"
+        return f"last scrape {s.last_duration:.3f}s, {int(s.last_sockets)} sockets, {failing}"
+
+    def health(self, server: Server, watchdog: Optional[float]) -> Optional[str]:
+        """None if the exporter works (the HTTP server answers; no collection hangs), else what is wrong."""
+        since = self.scraper.collecting_since
+        limit = max(2 * (watchdog or STATUS_INTERVAL), 2 * self.config.netlink.timeout_seconds)
+        if since is not None and time.monotonic() - since > limit:
+            return f"a collection has been running for {time.monotonic() - since:.0f} s"
+        if not server.probe():
+            return "the HTTP server does not answer on its own socket"
+        return None
 
     def _on_stop(self, signum, frame):
         self._stop = True

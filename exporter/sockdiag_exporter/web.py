@@ -97,9 +97,16 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, listen_address: str, app: App):
-        host, port = parse_listen_address(listen_address)
+    def __init__(self, listen_address: str, app: App, sock: socket.socket = None):
+        """Listen on listen_address, or serve sock (a listening socket passed by systemd) when given."""
         self.app = app
+        if sock is not None:
+            self.address_family = sock.family
+            super().__init__(sock.getsockname()[:2], Handler, bind_and_activate=False)
+            self.socket.close()
+            self.socket = sock
+            return
+        host, port = parse_listen_address(listen_address)
         self.address_family = socket.AF_INET6 if (not host and _ipv6_available()) or ":" in host else socket.AF_INET
         super().__init__((host or ("::" if self.address_family == socket.AF_INET6 else "0.0.0.0"), port), Handler,
                          bind_and_activate=False)
@@ -111,6 +118,17 @@ class Server(ThreadingHTTPServer):
         except OSError:
             self.server_close()
             raise
+
+    def probe(self, timeout: float = 5.0) -> bool:
+        """True if the server answers an HTTP request on its own socket (any status line)."""
+        host, port = self.socket.getsockname()[:2]
+        host = {"::": "::1", "0.0.0.0": "127.0.0.1"}.get(host, host)
+        try:
+            with socket.create_connection((host, port), timeout=timeout) as conn:
+                conn.sendall(b"HEAD / HTTP/1.0\r\n\r\n")
+                return conn.recv(5) == b"HTTP/"
+        except OSError:
+            return False
 
     def start(self) -> threading.Thread:
         thread = threading.Thread(target=self.serve_forever, name="http", daemon=True)
