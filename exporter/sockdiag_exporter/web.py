@@ -11,6 +11,7 @@ from prometheus_client.exposition import choose_encoder
 
 from . import __version__
 from .config import parse_listen_address
+from .scrape import SingleFlight
 
 log = logging.getLogger(__name__)
 
@@ -46,22 +47,23 @@ class Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         app = self.server.app
         if path == app.telemetry_path:
+            gzipped = _wants_gzip(self.headers)
             try:
-                encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-                body = encoder(app.registry)
+                body, content_type = app.render(self.headers.get("Accept", ""), gzipped)
             except Exception as e:  # never a traceback to the client
                 log.error("rendering metrics failed: %s: %s", type(e).__name__, e)
                 self._reply(500, "text/plain; charset=utf-8", b"Internal Server Error\n", with_body)
                 return
-            self._reply(200, content_type, body, with_body)
+            self._reply(200, content_type, body, with_body, {"Content-Encoding": "gzip"} if gzipped else None,
+                        compress=False)
         elif path == "/":
             page = LANDING_PAGE.format(version=__version__, path=html.escape(app.telemetry_path))
             self._reply(200, "text/html; charset=utf-8", page.encode(), with_body)
         else:
             self._reply(404, "text/plain; charset=utf-8", b"Not Found\n", with_body)
 
-    def _reply(self, status: int, content_type: str, body: bytes, with_body: bool, headers=None):
-        if "gzip" in self.headers.get("Accept-Encoding", "") and len(body) > 1024:
+    def _reply(self, status: int, content_type: str, body: bytes, with_body: bool, headers=None, compress=True):
+        if compress and _wants_gzip(self.headers) and len(body) > 1024:
             body = gzip.compress(body, compresslevel=6)
             headers = dict(headers or {}, **{"Content-Encoding": "gzip"})
         self.send_response(status)
@@ -77,12 +79,36 @@ class Handler(BaseHTTPRequestHandler):
         log.debug("%s %s", self.address_string(), fmt % args)
 
 
+def _wants_gzip(headers) -> bool:
+    return "gzip" in headers.get("Accept-Encoding", "")
+
+
 class App:
-    """What the handler serves: the registry behind the telemetry path."""
+    """What the handler serves: the registry behind the telemetry path.
+
+    Rendering is single-flight per format: scrapes that arrive while a body is being made (collection, encoding,
+    compression) share that body, so a burst of N scrapes costs one set of kernel dumps and one encoding.
+    """
 
     def __init__(self, registry, telemetry_path: str):
         self.registry = registry
         self.telemetry_path = telemetry_path
+        self._flights = {}
+        self._lock = threading.Lock()
+
+    def render(self, accept: str, gzipped: bool):
+        """(body, content type) of the metrics in the format accept asks for."""
+        encoder, content_type = choose_encoder(accept)
+        key = (content_type, gzipped)
+        with self._lock:
+            flight = self._flights.get(key)
+            if flight is None:
+                flight = self._flights[key] = SingleFlight(lambda: self._encode(encoder, gzipped))
+        return flight(), content_type
+
+    def _encode(self, encoder, gzipped: bool) -> bytes:
+        body = encoder(self.registry)
+        return gzip.compress(body, compresslevel=6) if gzipped else body
 
 
 def _ipv6_available() -> bool:
@@ -96,6 +122,7 @@ def _ipv6_available() -> bool:
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # socketserver's default backlog of 5 drops SYNs of a scrape burst: 1 s retries
 
     def __init__(self, listen_address: str, app: App, sock: socket.socket = None):
         """Listen on listen_address, or serve sock (a listening socket passed by systemd) when given."""

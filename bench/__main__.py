@@ -1,0 +1,177 @@
+"""Scrape cost from 10k to 1M sockets, side by side with ss and node_exporter, measured in the same run.
+
+    sudo .venv/bin/python -m bench [--sizes 10k,100k,1m] [--repeat 5] [--out bench/results/latest.json]
+
+For each size: build the population in a fresh namespace (bench/population.py), start sockdiag_exporter (default
+configuration) and node_exporter (tcpstat only) in it, then measure in rounds, each alternating every
+measurement (A B C ... A B C ...): the kernel floor, every collector alone, a full /metrics scrape over HTTP,
+`ss -tan`, `ss -xan`, node_exporter's scrape. Then 50 concurrent scrapes (how many collections they cost) and the
+exporter's peak RSS. Prints one table per size with medians, spreads and ratios, and writes everything as JSON.
+Everything the run creates is removed at the end, also on Ctrl-C.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+from .population import ROOT, Population
+
+EXPORTER_PORT = 19965
+NODE_EXPORTER_PORT = 19100
+COLLECTORS = ("tcp", "udp", "unix", "netlink", "packet", "mptcp", "raw", "udplite", "netstat")
+
+
+def parse_size(text: str) -> int:
+    text = text.strip().lower()
+    factor = {"k": 1000, "m": 1000000}.get(text[-1], 1)
+    return int(float(text.rstrip("km")) * factor)
+
+
+class Agent:
+    """bench.agent running inside the namespace, one JSON answer per command."""
+
+    def __init__(self, ns: str):
+        self.proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "bench.agent"], cwd=ROOT,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def ask(self, *words):
+        self.proc.stdin.write(" ".join(str(w) for w in words) + "\n")
+        self.proc.stdin.flush()
+        answer = json.loads(self.proc.stdout.readline())
+        if isinstance(answer, dict) and "error" in answer:
+            raise RuntimeError(answer["error"])
+        return answer
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+def start(ns: str, argv: list) -> subprocess.Popen:
+    """A daemon inside the namespace; `ip netns exec` execs it, so the pid is the daemon's."""
+    return subprocess.Popen(["ip", "netns", "exec", ns, *argv], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=dict(os.environ, PYTHONPATH=os.path.join(ROOT, "exporter")))
+
+
+def wait_http(agent: Agent, url: str) -> None:
+    for _ in range(300):
+        try:
+            agent.ask("get", url)
+            return
+        except RuntimeError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} never answered")
+
+
+def timed(argv: list) -> float:
+    started = time.perf_counter()
+    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - started
+
+
+def rss_kb(pid: int) -> dict:
+    fields = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status"))
+    return {"rss_kb": int(fields["VmRSS"].split()[0]), "peak_kb": int(fields["VmHWM"].split()[0])}
+
+
+def measure(size: int, repeat: int) -> dict:
+    ns = f"sdbench-{os.getpid()}"
+    ours_url = f"http://127.0.0.1:{EXPORTER_PORT}/metrics"
+    node_url = f"http://127.0.0.1:{NODE_EXPORTER_PORT}/metrics"
+    print(f"\n== {size:,} sockets: building the population", flush=True)
+    built = time.monotonic()
+    with Population(size, ns) as population:
+        summary = population.summary()
+        print(f"   built in {time.monotonic() - built:.0f} s: {summary}", flush=True)
+        daemon = start(ns, [sys.executable, "-m", "sockdiag_exporter", f"--web.listen-address=127.0.0.1:{EXPORTER_PORT}",
+                            "--log.level=warn"])
+        node = start(ns, ["prometheus-node-exporter", "--collector.disable-defaults", "--collector.tcpstat",
+                          f"--web.listen-address=127.0.0.1:{NODE_EXPORTER_PORT}"])
+        agent = Agent(ns)
+        try:
+            wait_http(agent, ours_url)
+            wait_http(agent, node_url)
+            runs = {
+                "kernel floor: tcp dumps": lambda: agent.ask("floor", "tcp"),
+                "kernel floor: unix dump": lambda: agent.ask("floor", "unix"),
+                **{f"collector {name}": (lambda n=name: agent.ask("collect", n)) for name in COLLECTORS},
+                "sockdiag_exporter full scrape (HTTP)": lambda: agent.ask("get", ours_url),
+                "ss -tan": lambda: timed(["ss", "-N", ns, "-tan"]),
+                "ss -xan": lambda: timed(["ss", "-N", ns, "-xan"]),
+                "node_exporter tcpstat scrape (HTTP)": lambda: agent.ask("get", node_url),
+            }
+            samples = {name: [] for name in runs}
+            for _ in range(repeat):
+                for name, run in runs.items():
+                    samples[name].append(run())
+            concurrency = agent.ask("concurrent", ours_url, 50)
+            memory = rss_kb(daemon.pid)
+            node_memory = rss_kb(node.pid)
+        finally:
+            agent.close()
+            for proc in (daemon, node):
+                proc.terminate()
+                proc.wait(timeout=30)
+    return {"size": size, "population": summary, "repeat": repeat, "samples": samples,
+            "concurrency": concurrency, "exporter_memory": memory, "node_exporter_memory": node_memory}
+
+
+def med(result: dict, name: str) -> float:
+    return statistics.median(result["samples"][name])
+
+
+def report(result: dict) -> str:
+    lines = [f"\n{result['size']:,} sockets — {result['population']}",
+             f"{'measurement':42s} {'median':>9s} {'spread':>19s}"]
+    for name, values in result["samples"].items():
+        lines.append(f"{name:42s} {statistics.median(values):8.3f}s  [{min(values):.3f} - {max(values):.3f}]")
+    tcp, full = med(result, "collector tcp"), med(result, "sockdiag_exporter full scrape (HTTP)")
+    floor, node = med(result, "kernel floor: tcp dumps"), med(result, "node_exporter tcpstat scrape (HTTP)")
+    ss = med(result, "ss -tan")
+    c, m, nm = result["concurrency"], result["exporter_memory"], result["node_exporter_memory"]
+    lines += [
+        f"ratios: tcp collector / node_exporter tcpstat = {tcp / node:.2f}   full scrape / node_exporter = "
+        f"{full / node:.2f}",
+        f"        tcp collector / ss -tan = {tcp / ss:.2f}   tcp collector / kernel floor = {tcp / floor:.2f}   "
+        f"full scrape / kernel floor = {full / floor:.2f}",
+        f"50 concurrent scrapes: slowest {c['slowest']:.3f}s, {c['dumps']:.0f} dumps = {c['collections']:.2f} "
+        f"collections of {c['dumps_per_collection']:.0f} dumps",
+        f"exporter RSS {m['rss_kb'] / 1024:.1f} MB (peak {m['peak_kb'] / 1024:.1f} MB); node_exporter RSS "
+        f"{nm['rss_kb'] / 1024:.1f} MB (peak {nm['peak_kb'] / 1024:.1f} MB)",
+    ]
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="10k,100k,1m", help="comma-separated socket counts (default 10k,100k,1m)")
+    ap.add_argument("--repeat", type=int, default=5, help="rounds of every measurement (default 5)")
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "latest.json"), help="JSON output")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench: run as root (it creates a network namespace and raises sysctls in it)")
+    if not shutil.which("prometheus-node-exporter"):
+        print("bench: installing prometheus-node-exporter from Debian", flush=True)
+        subprocess.run(["apt-get", "install", "-y", "-q", "prometheus-node-exporter"], check=True,
+                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"), stdout=subprocess.DEVNULL)
+        subprocess.run(["systemctl", "disable", "--now", "prometheus-node-exporter"], check=False,
+                       stderr=subprocess.DEVNULL)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))  # unwinds through the cleanups
+    results = []
+    for size in [parse_size(s) for s in args.sizes.split(",")]:
+        results.append(measure(size, args.repeat))
+        print(report(results[-1]), flush=True)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump({"kernel": os.uname().release, "results": results}, f, indent=1)
+    print(f"\nwritten: {args.out}")
+
+
+if __name__ == "__main__":
+    main()

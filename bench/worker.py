@@ -1,0 +1,127 @@
+"""One process of the socket population (the fd limit is per process), run inside the benchmark namespace.
+
+    python -m bench.worker KIND COUNT PORT [ARGS...]
+
+Prints "ready" once its sockets exist, then holds them until standard input closes.
+KIND: tcp (COUNT established connections, v4 or v6), close_wait (COUNT pairs: client FIN_WAIT2 with its fd kept,
+server CLOSE_WAIT), listeners (COUNT listeners from PORT up, each with a few un-accepted connections),
+udp (COUNT sockets, some with queued datagrams), unix (COUNT stream socketpairs, some with unread data),
+churn (keeps about COUNT sockets in TIME_WAIT by opening and closing connections at COUNT/60 per second).
+"""
+
+import resource
+import socket
+import sys
+import threading
+import time
+
+FD_LIMIT = 20000
+
+
+def listener(family, host, port, backlog=4096):
+    s = socket.socket(family)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((host, port))
+    s.listen(backlog)
+    return s
+
+
+def tcp(count, port, v6, keep):
+    family, host = (socket.AF_INET6, "::1") if v6 else (socket.AF_INET, "127.0.0.1")
+    server = listener(family, host, port)
+    keep.append(server)
+    for i in range(count):
+        client = socket.create_connection((host, port))
+        accepted, _ = server.accept()
+        keep += [client, accepted]
+        if i % 100 == 0:
+            client.send(b"x" * 2048)  # some unread bytes
+
+
+def close_wait(count, port, keep):
+    server = listener(socket.AF_INET, "127.0.0.1", port)
+    keep.append(server)
+    for _ in range(count):
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = server.accept()
+        client.shutdown(socket.SHUT_WR)  # client FIN_WAIT2, server CLOSE_WAIT; both fds kept
+        keep += [client, accepted]
+
+
+def listeners(count, port, keep):
+    for i in range(count):
+        server = listener(socket.AF_INET, "127.0.0.1", port + i, backlog=64)
+        keep.append(server)
+        for _ in range(i % 8):
+            keep.append(socket.create_connection(("127.0.0.1", port + i)))  # never accepted
+
+
+def udp(count, port, keep):
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    keep.append(sender)
+    for i in range(count):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        keep.append(s)
+        if i % 20 == 0:
+            sender.sendto(b"d" * 512, s.getsockname())
+
+
+def unix(count, keep):
+    for i in range(count):
+        a, b = socket.socketpair()
+        keep += [a, b]
+        if i % 20 == 0:
+            a.send(b"u" * 1024)
+
+
+def churn(target, port, ready):
+    """Open and close connections so that about `target` client sockets sit in TIME_WAIT (TIME_WAIT lasts 60 s).
+
+    Sources rotate over 127.0.0.2-127.0.0.250 so that the TIME_WAIT tuples never exhaust the port range.
+    """
+    server = listener(socket.AF_INET, "127.0.0.1", port)
+    rate = target / 60.0
+    started = time.monotonic()
+    done = 0
+    while True:
+        due = int((time.monotonic() - started) * rate) - done
+        for _ in range(max(due, 0)):
+            client = socket.socket()
+            client.bind((f"127.0.0.{2 + done % 249}", 0))
+            client.connect(("127.0.0.1", port))
+            accepted, _ = server.accept()
+            client.close()  # the client closes first: it goes to TIME_WAIT
+            accepted.close()
+            done += 1
+        if not ready.is_set() and time.monotonic() - started >= 60:
+            ready.set()  # steady state: the first connections expire as new ones arrive
+        time.sleep(0.05)
+
+
+def main():
+    resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
+    kind, count, port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    keep = []
+    if kind == "churn":
+        ready = threading.Event()
+        threading.Thread(target=churn, args=(count, port, ready), daemon=True).start()
+        ready.wait()
+    elif kind == "tcp":
+        tcp(count, port, sys.argv[4] == "6", keep)
+    elif kind == "close_wait":
+        close_wait(count, port, keep)
+    elif kind == "listeners":
+        listeners(count, port, keep)
+    elif kind == "udp":
+        udp(count, port, keep)
+    elif kind == "unix":
+        unix(count, keep)
+    else:
+        raise SystemExit(f"unknown kind {kind}")
+    print("ready", flush=True)
+    sys.stdin.read()
+
+
+if __name__ == "__main__":
+    main()
