@@ -48,7 +48,7 @@ class Context:
         self.recheck_unsupported = recheck_unsupported
         self.options = options
         self._clock = clock
-        self._unsupported: Dict[bytes, Tuple[float, DiagUnsupported]] = {}
+        self._unsupported: Dict[bytes, Tuple[float, str]] = {}  # request -> (ask again after, the refusal)
 
     def dump(self, request: bytes, layout: Layout, what: str, detail: Detail = NO_DETAIL) -> Tally:
         """The tally of one dump; raises DiagUnsupported, from memory while the last refusal is recent."""
@@ -61,11 +61,13 @@ class Context:
     def _ask(self, request: bytes, run):
         known = self._unsupported.get(request)
         if known is not None and self._clock() < known[0]:
-            raise known[1]
+            # A new exception each time: re-raising a kept one would chain every collection's frames (and all
+            # their samples) onto its traceback, for ever.
+            raise DiagUnsupported(known[1])
         try:
             return run()
         except DiagUnsupported as e:
-            self._unsupported[request] = (self._clock() + self.recheck_unsupported, e)
+            self._unsupported[request] = (self._clock() + self.recheck_unsupported, str(e))
             raise
 
 

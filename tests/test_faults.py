@@ -1,0 +1,134 @@
+"""Each fault fails only its own collector (success 0, one log line per distinct error) and the scrape is still
+HTTP 200 with everything else: for real where the kernel allows, through a seam in DiagSocket where it does not."""
+
+import errno
+import http.client
+import logging
+import socket
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from helpers import Exposition
+
+from sockdiag_exporter.collectors import REGISTRY
+from sockdiag_exporter.config import Config
+from sockdiag_exporter.diag import constants as c
+from sockdiag_exporter.diag import requests
+from sockdiag_exporter.diag.errors import from_errno
+from sockdiag_exporter.diag.netlink import DiagSocket
+from sockdiag_exporter.scrape import RegistryAdapter, Scraper
+from sockdiag_exporter.service import build_context
+from sockdiag_exporter.web import App, Server
+
+
+class Faulty(DiagSocket):
+    """A real DiagSocket whose dumps of one protocol fail the way the kernel would make them fail."""
+
+    def __init__(self, protocol, fault):
+        super().__init__(retries=2)
+        self.protocol, self.fault = protocol, fault
+
+    def _dump_once(self, request, what, make_decoder):
+        if request[1] == self.protocol and request[0] in (c.AF_INET, c.AF_INET6):
+            self.dumps += 1
+            if self.fault == "dump_intr":  # the reply came, flagged inconsistent
+                decoder = make_decoder(self._seq)
+                decoder.interrupted = True
+                return decoder
+            raise from_errno(self.fault, what)
+        return super()._dump_once(request, what, make_decoder)
+
+
+@pytest.fixture
+def serve():
+    servers = []
+
+    def start(diag):
+        ctx = build_context(Config())
+        ctx.diag = diag
+        scraper = Scraper([REGISTRY[n] for n in ("tcp", "udp", "unix", "sctp")], ctx)
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(RegistryAdapter(scraper))
+        with socket.socket() as probe:  # a free port
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        server = Server(f"127.0.0.1:{port}", App(registry, "/metrics"))
+        server.start()
+        servers.append(server)
+        return server.socket.getsockname()[1]
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def scrape(port):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/metrics")
+    response = conn.getresponse()
+    assert response.status == 200
+    return Exposition(response.read().decode())
+
+
+@pytest.mark.parametrize("fault,message", [
+    (errno.EPERM, "Operation not permitted (EPERM)"),
+    (errno.ENOBUFS, "No buffer space available (ENOBUFS)"),
+    ("dump_intr", "dump interrupted (NLM_F_DUMP_INTR) 3 times in a row"),
+    (errno.EIO, "Input/output error (EIO)"),
+])
+def test_a_failing_dump_fails_only_its_collector(serve, caplog, fault, message):
+    diag = Faulty(socket.IPPROTO_TCP, fault)
+    port = serve(diag)
+    with caplog.at_level(logging.WARNING):
+        first, second = scrape(port), scrape(port)
+    for exposition in (first, second):
+        assert exposition.value("sockdiag_scrape_collector_success", collector="tcp") == 0
+        assert not exposition.select("sockdiag_sockets", protocol="tcp")
+        assert exposition.value("sockdiag_scrape_collector_success", collector="udp") == 1
+        assert exposition.select("sockdiag_sockets", protocol="udp") and exposition.select("sockdiag_sockets",
+                                                                                               family="unix")
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(lines) == 1 and lines[0].startswith("collector tcp failed") and message in lines[0]
+    retried = second.value("sockdiag_netlink_dump_retries_total")
+    assert retried == (0 if fault in (errno.EPERM, errno.EIO) else 4)  # transient faults are retried twice
+
+
+def test_a_missing_handler_is_reported_and_harms_nothing(serve, caplog):
+    """For real: this kernel has no sctp_diag (a kernel that has one counts its sockets instead)."""
+    port = serve(DiagSocket())
+    with caplog.at_level(logging.WARNING):
+        exposition = scrape(port)
+    available = exposition.value("sockdiag_diag_handler_available", family="inet", protocol="sctp")
+    if not available:
+        assert not exposition.select("sockdiag_sockets", protocol="sctp")
+    assert exposition.value("sockdiag_scrape_collector_success", collector="sctp") == 1
+    assert exposition.value("sockdiag_scrape_collector_success", collector="tcp") == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_a_recovered_collector_says_so_once(serve, caplog):
+    diag = Faulty(socket.IPPROTO_TCP, errno.EPERM)
+    port = serve(diag)
+    with caplog.at_level(logging.INFO):
+        scrape(port)
+        diag.protocol = -1  # the fault is gone
+        assert scrape(port).value("sockdiag_scrape_collector_success", collector="tcp") == 1
+        scrape(port)
+    assert [r.getMessage() for r in caplog.records if "recovered" in r.getMessage()] == ["collector tcp recovered"]
+
+
+def test_a_remembered_refusal_does_not_keep_old_collections_alive():
+    """Found by the soak test: re-raising one kept DiagUnsupported chained every collection's frames onto its
+    traceback (650 KB a scrape). Each refusal from memory is a fresh exception now."""
+    ctx = build_context(Config())
+    request = bytes([99]) + bytes(23)  # family 99: refused by every kernel
+    raised = []
+    for _ in range(3):
+        try:
+            ctx.dump(request, requests.INET_LAYOUT, "family 99")
+        except Exception as e:
+            raised.append(e)
+    assert len({id(e) for e in raised}) == 3 and all(type(e).__name__ == "DiagUnsupported" for e in raised)
+    assert ctx.diag.dumps == 1  # only the first one asked the kernel
