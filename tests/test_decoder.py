@@ -265,3 +265,9 @@ def test_unknown_family_on_the_real_kernel_is_unsupported():
     with pytest.raises(DiagUnsupported):
         diag.dump(struct.pack("=BBHIIIII", 99, 0, 0, 0, 0, 0, 0, 0), requests.INET_LAYOUT, "family 99")
     diag.close()
+
+
+def test_an_out_of_range_error_code_is_a_diag_error():
+    """Found by the fuzzer: NLMSG_ERROR carrying INT_MIN made os.strerror overflow."""
+    with pytest.raises(DiagError, match="out of range"):
+        decode(error(-2 ** 31))

@@ -130,9 +130,10 @@ def walk_attrs(buf, start: int, end: int) -> dict:
     return found
 
 
-def _offsets_struct(items) -> struct.Struct:
-    """A Struct reading (payload offset, code) items of a message, from the start of its netlink header."""
-    fmt, at = "=", -c.NLMSG_HDRLEN
+def _offsets_struct(items, head: bool = False) -> struct.Struct:
+    """A Struct reading (payload offset, code) items of a message, from the start of its netlink header; with head,
+    nlmsg_len, type | flags << 16 and seq come first."""
+    fmt, at = ("=III4x", 0) if head else ("=", -c.NLMSG_HDRLEN)
     for offset, code in sorted(items):
         fmt += f"{offset - at}x{code}" if offset > at else code
         at = offset + struct.calcsize("=" + code)
@@ -177,25 +178,19 @@ class DumpDecoder:
         self._plain = None
         if layout.fast and layout.key[1] == 1 and not layout.attrs and len(layout.fields) == 2 and layout.ports:
             local, remote = layout.ports
-            self._plain = _offsets_struct([(layout.key[0], "B"), (local, "H"), (remote, "H")]
-                                          + [(f, "I") for f in layout.fields])
+            items = [(layout.key[0], "B"), (local, "H"), (remote, "H")] + [(f, "I") for f in layout.fields]
+            self._plain = _offsets_struct(items)  # the fields alone
+            self._plain_with_head = _offsets_struct(items, head=True)  # header and fields in one call
             self._slots = [[0] * 256 for _ in range(3)]
             self._hist_slots = [[0] * (256 * self._width) for _ in range(2)]
 
     def feed(self, buf: memoryview, u32: memoryview, n: int) -> bool:
         """Walk the first n bytes of buf (u32 is the same buffer cast to "I"); True once the dump is complete."""
+        if self._plain:
+            return self._feed_plain(buf, u32, n)
         layout, seq, fast = self.layout, self.seq, self._fast
         min_length = c.NLMSG_HDRLEN + layout.header
         head = _HEAD.unpack_from
-        plain = self._plain
-        if plain:
-            unpack = plain.unpack_from
-            counts, rq_sums, wq_sums = self._slots
-            rq_hist, wq_hist = self._hist_slots
-            bounds, width = self.detail.bounds, self._width
-            groups = self._groups
-            if groups:
-                local_groups, remote_groups = groups
         retry_at, backoff = 0, MIN_RUN  # where the next run may be tried; failed tries back off
         off = 0
         while off < n:  # off stays 4-aligned: every stride is
@@ -225,23 +220,71 @@ class DumpDecoder:
                         continue
                     retry_at = off + backoff * stride
                     backoff = min(backoff * 2, 4096)
-            if plain:
-                key, local_port, remote_port, rq, wq = unpack(buf, off)
-                counts[key] += 1
-                if rq:
-                    rq_sums[key] += rq
-                    if width:
-                        rq_hist[key * width + bisect_left(bounds, rq)] += 1
-                if wq:
-                    wq_sums[key] += wq
-                    if width:
-                        wq_hist[key * width + bisect_left(bounds, wq)] += 1
-                if groups:
-                    mask = local_groups[local_port] | remote_groups[remote_port]
-                    if mask:
-                        self._group(mask, key, rq, wq)
+            self._tally_one(buf, off, off + length)
+            off += stride
+        return False
+
+    def _feed_plain(self, buf: memoryview, u32: memoryview, n: int) -> bool:
+        """feed() for the inet layout: one struct call reads a message's header and every field at once."""
+        seq = self.seq
+        min_length = c.NLMSG_HDRLEN + self.layout.header
+        unpack_all, unpack_fields = self._plain_with_head.unpack_from, self._plain.unpack_from
+        whole = len(buf) - self._plain_with_head.size  # past this offset a message is read in two calls
+        head = _HEAD.unpack_from
+        counts, rq_sums, wq_sums = self._slots
+        rq_hist, wq_hist = self._hist_slots
+        bounds, width = self.detail.bounds, self._width
+        groups = self._groups
+        if groups:
+            local_groups, remote_groups = groups
+        retry_at, backoff = 0, MIN_RUN
+        off = 0
+        while off < n:
+            if n - off < c.NLMSG_HDRLEN:
+                raise DiagMalformed(f"{self.what}: truncated netlink header ({n - off} bytes at offset {off})")
+            if off <= whole:
+                length, typeflags, msg_seq, key, local_port, remote_port, rq, wq = unpack_all(buf, off)
             else:
-                self._tally_one(buf, off, off + length)
+                length, typeflags, msg_seq = head(buf, off)
+                key = None
+            if length < c.NLMSG_HDRLEN or length > n - off:
+                raise DiagMalformed(f"{self.what}: netlink message length {length} at offset {off} of {n}")
+            stride = (length + 3) & ~3
+            if typeflags != _RUN_FLAGS or msg_seq != seq:
+                if self._other(buf, off, length):
+                    self._finish()
+                    return True
+                off += stride
+                continue
+            if length < min_length:
+                raise DiagMalformed(
+                    f"{self.what}: message of {length} bytes is shorter than its {self.layout.header}-byte header")
+            if off >= retry_at:
+                ahead = off + stride * (MIN_RUN - 1)
+                if ahead < n and u32[ahead >> 2] == length:
+                    k = self._run_length(buf, u32, off, length, stride, n)
+                    if k >= MIN_RUN:
+                        self._tally_run(buf, u32, off, length, stride, k)
+                        off += k * stride
+                        backoff = MIN_RUN
+                        continue
+                    retry_at = off + backoff * stride
+                    backoff = min(backoff * 2, 4096)
+            if key is None:
+                key, local_port, remote_port, rq, wq = unpack_fields(buf, off)
+            counts[key] += 1
+            if rq:
+                rq_sums[key] += rq
+                if width:
+                    rq_hist[key * width + bisect_left(bounds, rq)] += 1
+            if wq:
+                wq_sums[key] += wq
+                if width:
+                    wq_hist[key * width + bisect_left(bounds, wq)] += 1
+            if groups:
+                mask = local_groups[local_port] | remote_groups[remote_port]
+                if mask:
+                    self._group(mask, key, rq, wq)
             off += stride
         return False
 

@@ -34,7 +34,9 @@ RETRYABLE_ERRNOS = frozenset({errno.ENOBUFS, errno.EINTR, errno.EAGAIN, errno.EB
 
 
 def from_errno(code: int, what: str) -> DiagError:
-    """Map a positive errno from the kernel to the matching DiagError."""
+    """Map a positive errno from the kernel to the matching DiagError (a nonsense code becomes a plain DiagError)."""
+    if not 0 < code < 4096:  # the kernel's errnos are small; anything else is a corrupt reply
+        return DiagError(f"{what}: error code {code} out of range")
     text = f"{what}: {os.strerror(code)} ({errno.errorcode.get(code, code)})"
     if code in UNSUPPORTED_ERRNOS:
         return DiagUnsupported(text)
