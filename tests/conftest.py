@@ -5,7 +5,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from helpers import NetNS  # noqa: E402
+from helpers import Daemon, NetNS  # noqa: E402
 
 
 @pytest.fixture
@@ -18,3 +18,17 @@ def netns():
         yield ns
     finally:
         ns.delete()
+
+
+@pytest.fixture
+def daemon(netns):
+    started = []
+
+    def start(*args, tls=None):
+        d = Daemon(netns, *args, tls=tls)
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        d.stop()

@@ -1,9 +1,12 @@
 """Test helpers: fresh network namespaces, threads inside them, the exporter's output, and ss as an oracle."""
 
 import ctypes
+import http.client
 import os
 import socket
+import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -58,15 +61,7 @@ class NetNS:
                               capture_output=True, text=True).stdout
 
     def ss(self, *args) -> list:
-        """Rows of `ss -N <ns> -H -n <args>`: (netid or None, state, recv_q, send_q, rest of the line)."""
-        out = subprocess.run(["ss", "-N", self.name, "-H", "-n", *args], check=True, capture_output=True,
-                             text=True).stdout
-        rows = []
-        for line in out.splitlines():
-            tokens = line.split()
-            netid = tokens.pop(0) if tokens[0] in SS_NETIDS else None
-            rows.append((netid, tokens[0], int(tokens[1]), int(tokens[2]), tokens[3:]))
-        return rows
+        return ss_rows(self.name, *args)
 
     def delete(self):
         for obj in self.keep:
@@ -75,6 +70,18 @@ class NetNS:
                 close()
         self.keep.clear()
         subprocess.run(["ip", "netns", "del", self.name], check=False)
+
+
+def ss_rows(namespace: str, *args) -> list:
+    """Rows of `ss -N <namespace> -H -n <args>`: (netid or None, state, recv_q, send_q, rest of the line)."""
+    out = subprocess.run(["ss", "-N", namespace, "-H", "-n", *args], check=True, capture_output=True,
+                         text=True).stdout
+    rows = []
+    for line in out.splitlines():
+        tokens = line.split()
+        netid = tokens.pop(0) if tokens[0] in SS_NETIDS else None
+        rows.append((netid, tokens[0], int(tokens[1]), int(tokens[2]), tokens[3:]))
+    return rows
 
 
 SS_NETIDS = {"tcp", "udp", "raw", "mptcp", "u_str", "u_dgr", "u_seq", "nl", "p_raw", "p_dgr", "sctp", "dccp",
@@ -189,3 +196,58 @@ def fill_send_queue(sock: socket.socket, chunk: bytes = b"z" * 65536) -> int:
             total += sock.send(chunk)
         except BlockingIOError:
             return total
+
+
+PORT = 19965
+
+
+class Daemon:
+    """The exporter as users run it: a subprocess in the namespace, spoken to over HTTP (or HTTPS) from inside."""
+
+    def __init__(self, ns, *args, tls=None):
+        self.ns = ns
+        self.tls = tls  # an ssl.SSLContext for HTTPS
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", ns.name, sys.executable, "-m", "sockdiag_exporter",
+             f"--web.listen-address=127.0.0.1:{PORT}", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                self.get("/")
+                return
+            except (OSError, http.client.HTTPException):
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"daemon did not start: {self.proc.communicate()}")
+                time.sleep(0.05)
+
+    def request(self, method, path, headers=None, tls=None):
+        def work():
+            context = tls or self.tls
+            conn = (http.client.HTTPSConnection("127.0.0.1", PORT, timeout=10, context=context) if context
+                    else http.client.HTTPConnection("127.0.0.1", PORT, timeout=10))
+            try:
+                conn.request(method, path, headers=headers or {})
+                resp = conn.getresponse()
+                return resp.status, dict(resp.getheaders()), resp.read()
+            finally:
+                conn.close()
+
+        return self.ns.run(work)
+
+    def get(self, path, headers=None):
+        return self.request("GET", path, headers)
+
+    def metrics(self) -> Exposition:
+        status, _, body = self.get("/metrics")
+        assert status == 200
+        return Exposition(body.decode())
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.communicate()

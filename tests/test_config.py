@@ -37,7 +37,7 @@ def test_flags_override_the_file(tmp_path):
 
 BAD_CONFIGS = [
     ("bogus: 1\n", "bogus: unknown key"),
-    ("web: {listen: ':1'}\n", "web.listen: unknown key (known: listen_address, telemetry_path)"),
+    ("web: {listen: ':1'}\n", "web.listen: unknown key (known: listen_address, telemetry_path, config_file"),
     ("web: {listen_address: 9100}\n", "web.listen_address: expected a string, got int 9100"),
     ("web: {listen_address: ':70000'}\n", "web.listen_address: ':70000': port 70000 is out of range"),
     ("web: {listen_address: 'localhost'}\n", "web.listen_address: 'localhost': expected host:port"),

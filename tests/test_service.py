@@ -1,7 +1,6 @@
 """The daemon as users run it: a subprocess serving HTTP in a fresh namespace, checked with promtool."""
 
 import gzip
-import http.client
 import json
 import signal
 import subprocess
@@ -11,73 +10,9 @@ import time
 
 import pytest
 
-from helpers import Exposition
+from helpers import PORT, Daemon, Exposition
 
 from sockdiag_exporter.scrape import SingleFlight
-
-PORT = 19965
-
-
-class Daemon:
-    def __init__(self, ns, *args):
-        self.ns = ns
-        self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns.name, sys.executable, "-m", "sockdiag_exporter",
-             f"--web.listen-address=127.0.0.1:{PORT}", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                self.get("/")
-                return
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"daemon did not start: {self.proc.communicate()}")
-                time.sleep(0.05)
-
-    def request(self, method, path, headers=None):
-        def work():
-            conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=10)
-            try:
-                conn.request(method, path, headers=headers or {})
-                resp = conn.getresponse()
-                return resp.status, dict(resp.getheaders()), resp.read()
-            finally:
-                conn.close()
-
-        return self.ns.run(work)
-
-    def get(self, path, headers=None):
-        return self.request("GET", path, headers)
-
-    def metrics(self) -> Exposition:
-        status, _, body = self.get("/metrics")
-        assert status == 200
-        return Exposition(body.decode())
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.communicate()
-
-
-@pytest.fixture
-def daemon(netns):
-    started = []
-
-    def start(*args):
-        d = Daemon(netns, *args)
-        started.append(d)
-        return d
-
-    yield start
-    for d in started:
-        d.stop()
-
 
 def test_metrics_pass_promtool_and_landing_page_links_them(daemon):
     d = daemon()

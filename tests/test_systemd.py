@@ -136,7 +136,7 @@ def test_journal_handler_only_when_stderr_is_the_journal(monkeypatch, capfd):
 
 
 def test_watchdog_is_withheld_while_a_collection_hangs():
-    service = Service(Config(), None, Config)
+    service = Service(Config(), lambda: (Config(), None))
 
     class Answering:
         def probe(self):

@@ -6,7 +6,7 @@ import platform
 import sys
 from typing import List, Optional
 
-from . import __version__
+from . import __version__, webconfig
 from .collectors import REGISTRY
 from .config import DEFAULT_PORT, LOG_FORMATS, LOG_LEVELS, Config, ConfigError, from_dict, load
 
@@ -28,6 +28,8 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"address to listen on: host:port, [ipv6]:port or :port (default :{DEFAULT_PORT})")
     p.add_argument("--web.telemetry-path", dest="telemetry_path", metavar="PATH",
                    help="path under which to expose metrics (default /metrics)")
+    p.add_argument("--web.config.file", dest="web_config_file", metavar="FILE",
+                   help="exporter-toolkit web configuration (TLS, basic auth, headers, rate limit)")
     p.add_argument("--config.file", dest="config_file", metavar="FILE", help="YAML configuration file")
     p.add_argument("--config.check", dest="config_check", action="store_true",
                    help="validate the configuration and flags, print the result and exit")
@@ -58,6 +60,7 @@ def resolve(args: argparse.Namespace) -> Config:
     for flag, section, key, value in (
         ("--web.listen-address", "web", "listen_address", args.listen_address),
         ("--web.telemetry-path", "web", "telemetry_path", args.telemetry_path),
+        ("--web.config.file", "web", "config_file", args.web_config_file),
         ("--log.level", "log", "level", args.log_level),
         ("--log.format", "log", "format", args.log_format),
     ):
@@ -73,13 +76,19 @@ def resolve(args: argparse.Namespace) -> Config:
     return dataclasses.replace(config, collectors=collectors)
 
 
+def resolve_all(args: argparse.Namespace):
+    """The configuration and the web security it points to, both validated."""
+    config = resolve(args)
+    return config, webconfig.load(config.web.config_file)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     try:
         args = _parser().parse_args(argv)
         if args.version:
             print(f"{PROG} {__version__} (Python {platform.python_version()})")
             return 0
-        config = resolve(args)
+        config, security = resolve_all(args)
     except ConfigError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
@@ -89,4 +98,4 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     from .service import Service  # the daemon's imports are not needed to check a config
 
-    return Service(config, args.config_file, lambda: resolve(args)).run()
+    return Service(config, lambda: resolve_all(args), security).run()

@@ -100,10 +100,19 @@ def _opt(default, check=None):
     return field(default=default, metadata={"check": check} if check else {})
 
 
+def _file_name(value: str) -> str:
+    if not value.strip():
+        raise ValueError("expected a file name")
+    return value
+
+
 @dataclass(frozen=True)
 class WebConfig:
     listen_address: str = _opt(f":{DEFAULT_PORT}", _listen_address)
     telemetry_path: str = _opt("/metrics", _telemetry_path)
+    config_file: str = _opt("", _file_name)  # exporter-toolkit web configuration: TLS, basic auth, headers
+    max_connections: int = _opt(256, _between(1, 100000))
+    read_timeout_seconds: float = _opt(10.0, _between(0.1, 3600))
 
 
 @dataclass(frozen=True)
@@ -136,6 +145,26 @@ class MemoryConfig:
     collectors: tuple = _opt(("udp", "udplite", "raw", "unix", "netlink", "packet"), _memory_collectors)
 
 
+def _patterns(values: list) -> tuple:
+    for v in values:
+        if not isinstance(v, str) or not v:
+            raise ValueError(f"{v!r} is not a name or glob pattern")
+    return tuple(values)
+
+
+@dataclass(frozen=True)
+class NamespacesConfig:
+    named: bool = _opt(False)  # every namespace in /run/netns
+    processes: bool = _opt(False)  # every distinct namespace of any process
+    include: tuple = _opt((), _patterns)  # glob patterns on the netns label; empty: all
+    exclude: tuple = _opt((), _patterns)
+    max_namespaces: int = _opt(100, _between(1, 100000))
+
+    @property
+    def enabled(self) -> bool:
+        return self.named or self.processes
+
+
 @dataclass(frozen=True)
 class PortGroup:
     local: tuple = _opt((), _ports)
@@ -153,6 +182,7 @@ class Config:
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     port_groups: Dict[str, PortGroup] = field(default_factory=dict)
     series_budget: int = 0
+    namespaces: NamespacesConfig = field(default_factory=NamespacesConfig)
 
     def enabled_collectors(self):
         return [REGISTRY[name] for name, on in self.collectors.items() if on]
@@ -244,7 +274,7 @@ def from_dict(data: Any, base: Optional[Config] = None) -> Config:
     base = base or Config()
     data = _mapping(data, "config")
     sections = {"web": WebConfig, "log": LogConfig, "netlink": NetlinkConfig, "listeners": ListenersConfig,
-                "histograms": HistogramsConfig, "memory": MemoryConfig}
+                "histograms": HistogramsConfig, "memory": MemoryConfig, "namespaces": NamespacesConfig}
     known = list(sections) + ["collectors", "port_groups", "series_budget"]
     values = {}
     for key, value in data.items():
@@ -263,7 +293,7 @@ def from_dict(data: Any, base: Optional[Config] = None) -> Config:
     return dataclasses.replace(base, **values)
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class UniqueKeyLoader(yaml.SafeLoader):
     """SafeLoader that refuses a key given twice in one mapping (PyYAML would keep the last silently)."""
 
     def construct_mapping(self, node, deep=False):
@@ -287,7 +317,7 @@ def load(path: str) -> Config:
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)
+        data = yaml.load(text, Loader=UniqueKeyLoader)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
     except yaml.YAMLError as e:

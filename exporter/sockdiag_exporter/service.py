@@ -5,7 +5,7 @@ import os
 import signal
 import threading
 import time
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 
@@ -14,8 +14,10 @@ from .collectors.base import Context, Options
 from .config import Config, ConfigError
 from .diag.decoder import Detail, port_tables
 from .diag.netlink import DiagSocket
+from .namespaces import NamespaceSet
 from .scrape import RegistryAdapter, Scraper
 from .web import App, Server
+from .webconfig import NO_SECURITY, WebSecurity
 
 log = logging.getLogger("sockdiag_exporter")
 
@@ -38,14 +40,22 @@ def build_context(config: Config) -> Context:
     return Context(diag, nl.recheck_unsupported_seconds, build_options(config))
 
 
+def build_scraper(config: Config) -> Scraper:
+    ns = config.namespaces
+    namespaces = NamespaceSet(ns.named, ns.processes, ns.include, ns.exclude, ns.max_namespaces,
+                              lambda: build_context(config)) if ns.enabled else None
+    return Scraper(config.enabled_collectors(), build_context(config), config.series_budget, namespaces)
+
+
 class Service:
     """One running exporter."""
 
-    def __init__(self, config: Config, config_file: Optional[str], reload_config: Callable[[], Config]):
+    def __init__(self, config: Config, reload_config: Callable[[], Tuple[Config, WebSecurity]],
+                 security: WebSecurity = NO_SECURITY):
         self.config = config
-        self.config_file = config_file
+        self.security = security
         self._reload_config = reload_config
-        self.scraper = Scraper(config.enabled_collectors(), build_context(config), config.series_budget)
+        self.scraper = build_scraper(config)
         self._wake = threading.Event()
         self._stop = False
         self._reload = False
@@ -58,7 +68,9 @@ class Service:
         self.app = App(registry, self.config.web.telemetry_path)
         activated = systemd_support.listen_socket()
         try:
-            server = Server(self.config.web.listen_address, self.app, activated)
+            web = self.config.web
+            server = Server(web.listen_address, self.app, activated, self.security, web.max_connections,
+                            web.read_timeout_seconds)
         except OSError as e:
             log.error("cannot listen on %s: %s", self.config.web.listen_address, e.strerror or e)
             return 1
@@ -89,7 +101,7 @@ class Service:
             if self._reload:
                 self._reload = False
                 systemd_support.notify("RELOADING=1")
-                self.reload()
+                self.reload(server)
                 systemd_support.notify("READY=1", f"STATUS={self.status()}")
         log.info("stopping")
         systemd_support.notify("STOPPING=1")
@@ -125,20 +137,23 @@ class Service:
         self._reload = True
         self._wake.set()
 
-    def reload(self) -> bool:
-        """Re-read the configuration; an invalid one is refused and the running one kept."""
+    def reload(self, server: Optional[Server] = None) -> bool:
+        """Re-read the configuration and the web configuration; an invalid one is refused and the running kept."""
         try:
-            new = self._reload_config()
+            new, security = self._reload_config()
         except ConfigError as e:
             log.error("reload refused, keeping the running configuration: %s", e)
             return False
         if new.web.listen_address != self.config.web.listen_address:
             log.warning("web.listen_address changed to %s: restart to apply it", new.web.listen_address)
         logsetup.setup(new.log.level, new.log.format)
-        self.scraper.ctx = build_context(new)
-        self.scraper.collectors = new.enabled_collectors()
-        self.scraper.series_budget = new.series_budget
+        fresh = build_scraper(new)  # the old diag sockets close when a collection in flight lets go of them
+        self.scraper.ctx, self.scraper.namespaces = fresh.ctx, fresh.namespaces
+        self.scraper.collectors = fresh.collectors
+        self.scraper.series_budget = fresh.series_budget
         self.app.telemetry_path = new.web.telemetry_path
-        self.config = new
+        if server is not None:
+            server.secure(security)
+        self.config, self.security = new, security
         log.info("configuration reloaded; collectors: %s", ", ".join(c.name for c in self.scraper.collectors))
         return True
