@@ -133,6 +133,23 @@ SERIES_DROPPED = Metric(
     "sockdiag_series_budget_dropped_series", "gauge", ("breakdown",),
     "Series left out of this scrape to stay within series_budget, per breakdown (most detailed dropped first).",
 )
+NETNS_INFO = Metric(
+    "sockdiag_netns_info", "gauge", ("netns", "inode", "cgroup", "container"),
+    "Always 1, per collected network namespace: its inode, and the cgroup and container (pod, container, systemd "
+    "unit) of a process in it where one is known. Join on netns.",
+)
+NETNS_UP = Metric(
+    "sockdiag_netns_up", "gauge", ("netns",),
+    "1 if every collector succeeded in this network namespace, 0 if one failed there.",
+)
+NETNS_FOLDED = Metric(
+    "sockdiag_netns_folded", "gauge", (),
+    "Network namespaces beyond namespaces.max_namespaces, summed into netns=\"other\".",
+)
+FEATURE_ENABLED = Metric(
+    "sockdiag_feature_enabled", "gauge", ("feature",),
+    "1 if an optional feature is on; 0 if it is configured but off for lack of a capability (see the log).",
+)
 BUILD_INFO = Metric(
     "sockdiag_build_info", "gauge", ("version", "python_version"),
     "Always 1; labels carry the exporter and Python versions.",
@@ -150,5 +167,12 @@ ALL = (
     (SOCKETS, RECEIVE_QUEUE, SEND_QUEUE, ACCEPT_QUEUE_LENGTH, ACCEPT_QUEUE_LIMIT) + LISTENERS + HISTOGRAMS + MEMORY
     + PORT_GROUPS + (UDP_RECEIVE_BUFFER_ERRORS, UDP_RECEIVE_ERRORS, TCP_LISTEN_OVERFLOWS, TCP_LISTEN_DROPS,
                      HANDLER_AVAILABLE, SOURCE_INFO, COLLECTOR_DURATION, COLLECTOR_SUCCESS, NETLINK_DUMPS,
-                     NETLINK_DUMP_RETRIES, SERIES_DROPPED, BUILD_INFO)
+                     NETLINK_DUMP_RETRIES, SERIES_DROPPED, NETNS_INFO, NETNS_UP, NETNS_FOLDED, FEATURE_ENABLED,
+                     BUILD_INFO)
 )
+
+# Metrics about the exporter itself: never broken down by network namespace.
+EXPORTER = frozenset((COLLECTOR_DURATION, COLLECTOR_SUCCESS, NETLINK_DUMPS, NETLINK_DUMP_RETRIES, SERIES_DROPPED,
+                      NETNS_INFO, NETNS_UP, NETNS_FOLDED, FEATURE_ENABLED, BUILD_INFO))
+# Metrics whose samples, when several namespaces fold into "other", take the largest value instead of the sum.
+NOT_ADDITIVE = frozenset((HANDLER_AVAILABLE, SOURCE_INFO))

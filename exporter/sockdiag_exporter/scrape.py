@@ -12,6 +12,7 @@ from . import __version__
 from . import metrics as m
 from .collectors.base import Collector, Context, Samples
 from .diag.errors import DiagError
+from .namespaces import NamespaceGone, NamespaceSet, container_name, process_cgroup, run_inside
 
 log = logging.getLogger(__name__)
 
@@ -22,10 +23,12 @@ class Scraper:
     series_budget (0: none) caps the series of one scrape by leaving out whole breakdowns, most detailed first.
     """
 
-    def __init__(self, collectors: Sequence[Collector], ctx: Context, series_budget: int = 0):
+    def __init__(self, collectors: Sequence[Collector], ctx: Context, series_budget: int = 0,
+                 namespaces: Optional[NamespaceSet] = None):
         self.collectors = list(collectors)
         self.ctx = ctx
         self.series_budget = series_budget
+        self.namespaces = namespaces  # None: the exporter's own namespace only, and no netns label
         self._last_error: Dict[str, Optional[str]] = {}
         self._last_dropped: tuple = ()
         self.last_duration = 0.0
@@ -42,28 +45,77 @@ class Scraper:
             self.collecting_since = None
 
     def _collect(self, started: float) -> List:
-        collectors, ctx = self.collectors, self.ctx  # a reload may swap them while this runs
+        collectors, ctx, namespaces = self.collectors, self.ctx, self.namespaces  # a reload may swap them
         merged: Dict[m.Metric, list] = {}
-        for col in collectors:
-            t0 = time.monotonic()
-            out = Samples()
-            ok = self._run(col, ctx, out)
-            elapsed = time.monotonic() - t0
-            if ok:
-                for metric, samples in out.by_metric.items():
-                    merged.setdefault(metric, []).extend(samples)
-            merged.setdefault(m.COLLECTOR_DURATION, []).append(((col.name,), elapsed))
-            merged.setdefault(m.COLLECTOR_SUCCESS, []).append(((col.name,), 1 if ok else 0))
-        merged[m.NETLINK_DUMPS] = [((), ctx.diag.dumps)]
-        merged[m.NETLINK_DUMP_RETRIES] = [((), ctx.diag.retried)]
+        durations = {col.name: 0.0 for col in collectors}
+        failed = set()
+        if namespaces is None:
+            self._collect_into(merged, collectors, ctx, (), durations, failed)
+            merged[m.NETLINK_DUMPS] = [((), ctx.diag.dumps)]
+            merged[m.NETLINK_DUMP_RETRIES] = [((), ctx.diag.retried)]
+        else:
+            self._collect_namespaces(merged, collectors, namespaces, durations, failed)
+        merged[m.COLLECTOR_DURATION] = [((name,), t) for name, t in durations.items()]
+        merged[m.COLLECTOR_SUCCESS] = [((name,), 0 if name in failed else 1) for name in durations]
         merged[m.BUILD_INFO] = [((__version__, platform.python_version()), 1)]
         self.last_sockets = sum(v for _, v in merged.get(m.SOCKETS, ()))
-        self.last_failed = sum(1 for _, ok in merged[m.COLLECTOR_SUCCESS] if not ok) if collectors else 0
+        self.last_failed = len(failed)
         if self.series_budget:
             dropped = self._apply_budget(merged, self.series_budget)
             merged[m.SERIES_DROPPED] = [((name,), n) for name, n in dropped.items()]
         self.last_duration = time.monotonic() - started
-        return [_family(metric, merged[metric]) for metric in m.ALL if metric in merged]
+        namespaced = namespaces is not None
+        return [_family(metric, merged[metric], namespaced) for metric in m.ALL if metric in merged]
+
+    def _collect_into(self, merged, collectors, ctx, prefix: tuple, durations, failed, where: str = "") -> bool:
+        """Run every collector with ctx; their samples, labels prefixed, into merged. True if all succeeded."""
+        ok_all = True
+        for col in collectors:
+            t0 = time.monotonic()
+            out = Samples()
+            ok = self._run(col, ctx, out, where)
+            durations[col.name] += time.monotonic() - t0
+            if ok:
+                for metric, samples in out.by_metric.items():
+                    if prefix and metric not in m.EXPORTER:
+                        samples = [(prefix + labels, value) for labels, value in samples]
+                    merged.setdefault(metric, []).extend(samples)
+            else:
+                failed.add(col.name)
+                ok_all = False
+        return ok_all
+
+    def _collect_namespaces(self, merged, collectors, namespaces: NamespaceSet, durations, failed) -> None:
+        """Collect every namespace inside it; the folded ones under netns="other"."""
+        kept, folded = namespaces.plan()
+        seen = set()
+        for index, ns in enumerate(kept + folded):
+            label = ns.label if index < len(kept) else "other"
+            ctx = namespaces.context(ns)
+            try:
+                ok = run_inside(ns, lambda: self._collect_into(merged, collectors, ctx, (label,), durations, failed,
+                                                               f" in netns {ns.label}"))
+            except NamespaceGone:
+                log.debug("network namespace %s vanished during the collection", ns.label)
+                continue
+            except OSError as e:  # setns refused
+                self._failed(f"netns {ns.label}", f"cannot enter network namespace {ns.label}: {e.strerror}")
+                ok = False
+            seen.add(ns.inode)
+            if index < len(kept):
+                merged.setdefault(m.NETNS_UP, []).append(((label,), 1 if ok else 0))
+                cgroup = process_cgroup(ns.pid) if ns.pid else ""
+                merged.setdefault(m.NETNS_INFO, []).append(
+                    ((label, str(ns.inode), cgroup, container_name(cgroup)), 1))
+        namespaces.retire(seen)
+        merged[m.NETNS_FOLDED] = [((), len(folded))]
+        merged[m.FEATURE_ENABLED] = [((feature,), int(on)) for feature, on in namespaces.enabled.items()]
+        merged[m.NETLINK_DUMPS] = [((), namespaces.dumps())]
+        merged[m.NETLINK_DUMP_RETRIES] = [((), namespaces.retries())]
+        if folded:
+            for metric in list(merged):
+                if metric not in m.EXPORTER:
+                    merged[metric] = _fold(metric, merged[metric])
 
     def _apply_budget(self, merged: Dict[m.Metric, list], budget: int) -> Dict[str, int]:
         """Leave out breakdowns, most detailed first, until the scrape fits the budget; series left out by each."""
@@ -88,25 +140,26 @@ class Scraper:
             self._last_dropped = now
         return dropped
 
-    def _run(self, col: Collector, ctx: Context, out: Samples) -> bool:
+    def _run(self, col: Collector, ctx: Context, out: Samples, where: str = "") -> bool:
+        name = f"collector {col.name}{where}"
         try:
             col.collect(ctx, out)
         except DiagError as e:
-            self._failed(col.name, str(e))
+            self._failed(name, str(e), col.name)
             return False
         except Exception as e:  # a bug must not take the other collectors down
-            log.debug("collector %s raised", col.name, exc_info=True)
-            self._failed(col.name, f"{type(e).__name__}: {e}")
+            log.debug("%s raised", name, exc_info=True)
+            self._failed(name, f"{type(e).__name__}: {e}", col.name)
             return False
-        if self._last_error.get(col.name):
-            log.info("collector %s recovered", col.name, extra={"COLLECTOR": col.name})
-        self._last_error[col.name] = None
+        if self._last_error.get(name):
+            log.info("%s recovered", name, extra={"COLLECTOR": col.name})
+        self._last_error[name] = None
         return True
 
-    def _failed(self, name: str, error: str) -> None:
-        """Log a collector's failure once, and again only when the error changes."""
+    def _failed(self, name: str, error: str, collector: str = "") -> None:
+        """Log a failure once, and again only when the error changes."""
         if self._last_error.get(name) != error:
-            log.warning("collector %s failed: %s", name, error, extra={"COLLECTOR": name, "ERROR": error})
+            log.warning("%s failed: %s", name, error, extra={"COLLECTOR": collector, "ERROR": error})
         self._last_error[name] = error
 
 
@@ -117,14 +170,31 @@ def _series(metric: m.Metric, samples: list) -> int:
     return len(samples)
 
 
-def _family(metric: m.Metric, samples: list):
+def _fold(metric: m.Metric, samples: list) -> list:
+    """Merge samples with equal labels (namespaces folded into "other"): sums, or the largest for info-like ones."""
+    merged: Dict[tuple, object] = {}
+    for labels, value in samples:
+        if labels not in merged:
+            merged[labels] = value
+        elif metric.kind == "gaugehistogram":
+            (buckets, total), (more, extra) = merged[labels], value
+            merged[labels] = ([(le, n + k) for (le, n), (_, k) in zip(buckets, more)], total + extra)
+        elif metric in m.NOT_ADDITIVE:
+            merged[labels] = max(merged[labels], value)
+        else:
+            merged[labels] += value
+    return list(merged.items())
+
+
+def _family(metric: m.Metric, samples: list, namespaced: bool = False):
+    labels = ("netns",) + metric.labels if namespaced and metric not in m.EXPORTER else metric.labels
     if metric.kind == "gaugehistogram":
-        family = GaugeHistogramMetricFamily(metric.name, metric.help, labels=metric.labels)
+        family = GaugeHistogramMetricFamily(metric.name, metric.help, labels=labels)
         for labels, (buckets, total) in samples:
             family.add_metric(labels, buckets, total)
         return family
     cls = CounterMetricFamily if metric.kind == "counter" else GaugeMetricFamily
-    family = cls(metric.name, metric.help, labels=metric.labels)
+    family = cls(metric.name, metric.help, labels=labels)
     for labels, value in samples:
         family.add_metric(labels, value)
     return family

@@ -1,0 +1,165 @@
+"""Several network namespaces at once, each reported exactly (equal to ss -N), a vanished one dropped quietly,
+the cap and its "other", process namespaces, and the capability check."""
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from helpers import Exposition, NetNS, drop_thread_privileges, nonzero, ss_by_state, ss_rows
+
+from sockdiag_exporter.collectors import REGISTRY
+from sockdiag_exporter.config import from_dict
+from sockdiag_exporter.namespaces import NamespaceSet, container_name, own_namespace
+
+OWN = own_namespace().label  # "host", or "self" where pid 1's namespace cannot be compared
+from sockdiag_exporter.scrape import RegistryAdapter
+from sockdiag_exporter.service import build_scraper
+
+
+@pytest.fixture
+def namespaces():
+    made = []
+
+    def make(connections: int):
+        ns = NetNS()
+        made.append(ns)
+
+        def work():
+            server = socket.socket()
+            server.bind(("127.0.0.1", 0))
+            server.listen(64)
+            ns.keep.append(server)
+            for i in range(connections):
+                c = socket.create_connection(server.getsockname())
+                s, _ = server.accept()
+                ns.keep.extend([c, s])
+                if i % 3 == 0:
+                    c.send(b"n" * (i + 1))
+
+        ns.run(work)
+        return ns
+
+    yield make
+    for ns in made:
+        ns.delete()
+
+
+def collect(config: dict) -> Exposition:
+    scraper = build_scraper(from_dict(config))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RegistryAdapter(scraper))
+    exposition = Exposition(generate_latest(registry).decode())
+    exposition.scraper = scraper
+    return exposition
+
+
+def tcp_by_state(exposition, netns):
+    return nonzero(exposition.by_state(netns=netns, family="inet", protocol="tcp"))
+
+
+def test_every_named_namespace_exactly_and_a_vanished_one_quietly(namespaces, caplog):
+    populations = {ns.name: n for ns, n in ((namespaces(n), n) for n in (2, 5, 9))}
+    doomed = namespaces(3)
+    pattern = f"sdtest-{os.getpid()}-*"
+    config = {"namespaces": {"named": True, "include": [pattern]}, "collectors": {"sctp": False}}
+    with caplog.at_level(logging.WARNING):
+        first = collect(config)
+    for name in list(populations) + [doomed.name]:
+        assert tcp_by_state(first, name) == ss_by_state(ss_rows(name, "-t", "-a", "-4"), "close"), name
+    for name, n in populations.items():
+        assert first.value("sockdiag_sockets", netns=name, protocol="tcp", family="inet", state="established") == 2 * n
+        assert first.value("sockdiag_netns_up", netns=name) == 1
+    assert first.select("sockdiag_sockets", netns=OWN)  # the exporter's own namespace is there too
+    doomed.delete()
+    with caplog.at_level(logging.WARNING):
+        second = collect(config)
+    assert not second.select("sockdiag_sockets", netns=doomed.name)
+    assert not second.select("sockdiag_netns_up", netns=doomed.name)
+    assert all(second.value("sockdiag_netns_up", netns=name) == 1 for name in populations)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_a_namespace_deleted_between_scrapes_of_one_scraper(namespaces, caplog):
+    keep, doomed = namespaces(1), namespaces(4)
+    scraper = build_scraper(from_dict({"namespaces": {"named": True, "include": [keep.name, doomed.name]}}))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RegistryAdapter(scraper))
+    first = Exposition(generate_latest(registry).decode())
+    assert first.select("sockdiag_sockets", netns=doomed.name)
+    sockets_before = len(scraper.namespaces.contexts)
+    doomed.delete()
+    with caplog.at_level(logging.WARNING):
+        second = Exposition(generate_latest(registry).decode())
+    assert not second.select("sockdiag_sockets", netns=doomed.name)
+    assert second.select("sockdiag_sockets", netns=keep.name)
+    assert len(scraper.namespaces.contexts) == sockets_before - 1  # its cached diag socket was closed
+    assert second.value("sockdiag_netlink_dumps_total") > first.value("sockdiag_netlink_dumps_total")
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_the_cap_folds_the_rest_into_other(namespaces):
+    made = [namespaces(n) for n in (1, 2, 3, 4)]
+    names = sorted(ns.name for ns in made)
+    exposition = collect({"namespaces": {"named": True, "include": names, "max_namespaces": 3},
+                          "collectors": {"sctp": False}})
+    kept = {OWN} | set(names[:2])
+    folded = names[2:]
+    counts = {dict(k)["netns"] for k in exposition.select("sockdiag_netns_up")}
+    assert counts == kept
+    assert exposition.value("sockdiag_netns_folded") == 2
+    populations = {ns.name: n for ns, n in zip(made, (1, 2, 3, 4))}
+    other = exposition.value("sockdiag_sockets", netns="other", family="inet", protocol="tcp", state="established")
+    assert other == sum(2 * populations[name] for name in folded)
+    assert exposition.value("sockdiag_diag_handler_available", netns="other", family="inet", protocol="tcp") == 1
+
+
+def test_process_namespaces_are_found_by_inode(tmp_path):
+    code = ("import socket, sys, time; s = socket.socket(); s.bind(('127.0.0.1', 4321)); s.listen(11); "
+            "print('ready', flush=True); time.sleep(60)")
+    proc = subprocess.Popen(["unshare", "--net", sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        inode = os.stat(f"/proc/{proc.pid}/ns/net").st_ino
+        exposition = collect({"namespaces": {"processes": True, "include": [f"netns-{inode}"]}})
+        label = f"netns-{inode}"
+        assert exposition.value("sockdiag_listener_accept_queue_limit", netns=label, address="127.0.0.1:4321") == 11
+        info = exposition.select("sockdiag_netns_info", netns=label)
+        assert len(info) == 1 and dict(next(iter(info)))["inode"] == str(inode)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_without_cap_sys_admin_the_feature_is_off_and_said_once(caplog):
+    result = {}
+
+    def unprivileged():
+        drop_thread_privileges()
+        result["set"] = NamespaceSet(True, True, (), (), 10, lambda: None)
+
+    with caplog.at_level(logging.WARNING):
+        thread = threading.Thread(target=unprivileged)
+        thread.start()
+        thread.join()
+    assert result["set"].enabled == {"named_namespaces": False, "process_namespaces": False}
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "needs CAP_SYS_ADMIN" in warnings[0]
+
+
+@pytest.mark.parametrize("cgroup,name", [
+    ("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod0f2c6e1a_3b4d_4c5e_8f9a_0123456789ab.slice/"
+     "cri-containerd-4f1c2d3e4b5a.scope", "pod-0f2c6e1a_3b4d_4c5e_8f9a_0123456789ab"),
+    ("/system.slice/docker-4f1c2d3e4b5a6978e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1.scope", "4f1c2d3e4b5a"),
+    ("/machine.slice/machine-web01.scope", "web01"),
+    ("/system.slice/nginx.service", "nginx.service"),
+    ("/user.slice", ""),
+])
+def test_container_names_from_cgroup_paths(cgroup, name):
+    assert container_name(cgroup) == name
