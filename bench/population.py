@@ -11,7 +11,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PER_WORKER = 9000  # pairs per process: 18,000 fds under the 20,000 limit
 SYSCTLS = {
-    "net.ipv4.ip_local_port_range": "1024 65535",
+    "net.ipv4.ip_local_port_range": "30000 65535",  # above the listeners (20000+) and the exporters (19xxx)
     "net.ipv4.tcp_max_tw_buckets": "4000000",
     "net.core.somaxconn": "65535",
 }
@@ -59,6 +59,8 @@ class Population:
                 if w.stdout.readline().strip() != "ready":
                     raise RuntimeError(f"a population worker failed: {w.args}")
         except BaseException:
+            for w in self.workers:  # still building, not reading stdin: do not wait for them
+                w.kill()
             self.__exit__(None, None, None)
             raise
         return self
@@ -75,8 +77,9 @@ class Population:
                 pass
         for w in self.workers:
             try:
-                w.wait(timeout=30)
+                w.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 w.kill()
+                w.wait()
         self.workers.clear()
         subprocess.run(["ip", "netns", "del", self.ns], check=False)

@@ -61,7 +61,7 @@ def udp(count, port, keep):
     keep.append(sender)
     for i in range(count):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind(("127.0.0.1", 0))
+        s.bind((f"127.0.0.{1 + i % 200}", 0))  # one address has too few ephemeral ports for 50k sockets
         keep.append(s)
         if i % 20 == 0:
             sender.sendto(b"d" * 512, s.getsockname())
