@@ -17,8 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sockdiag_exporter.collectors import REGISTRY
 from sockdiag_exporter.config import from_dict
-from sockdiag_exporter.scrape import RegistryAdapter, Scraper
-from sockdiag_exporter.service import build_context
+from sockdiag_exporter.scrape import RegistryAdapter
+from sockdiag_exporter.service import build_scraper
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -151,15 +151,15 @@ def scrape(ns: NetNS, *collectors: str, unprivileged: bool = False, config: dict
     def work():
         if unprivileged:
             drop_thread_privileges()
-        cfg = from_dict(config or {})
-        ctx = build_context(cfg)
-        names = collectors or tuple(REGISTRY)
+        scraper = build_scraper(from_dict(config or {}))
+        if collectors:
+            scraper.collectors = [REGISTRY[n] for n in collectors]
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(RegistryAdapter(Scraper([REGISTRY[n] for n in names], ctx, cfg.series_budget)))
+        registry.register(RegistryAdapter(scraper))
         try:
             return generate_latest(registry).decode()
         finally:
-            ctx.diag.close()
+            scraper.ctx.diag.close()
 
     return Exposition(ns.run(work))
 

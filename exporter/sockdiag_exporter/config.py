@@ -166,6 +166,14 @@ class NamespacesConfig:
 
 
 @dataclass(frozen=True)
+class CgroupsConfig:
+    enabled: bool = _opt(False)  # counts and queues per systemd unit or container (cgroup v2)
+    mount: str = _opt("", _file_name)  # the cgroup2 mount; empty: found in /proc/self/mountinfo
+    depth: int = _opt(2, _between(1, 32))  # path components kept where no unit or container rule matches
+    max_series: int = _opt(100, _between(1, 100000))  # cgroups reported one by one per collector and family
+
+
+@dataclass(frozen=True)
 class PortGroup:
     local: tuple = _opt((), _ports)
     remote: tuple = _opt((), _ports)
@@ -183,6 +191,7 @@ class Config:
     port_groups: Dict[str, PortGroup] = field(default_factory=dict)
     series_budget: int = 0
     namespaces: NamespacesConfig = field(default_factory=NamespacesConfig)
+    cgroups: CgroupsConfig = field(default_factory=CgroupsConfig)
 
     def enabled_collectors(self):
         return [REGISTRY[name] for name, on in self.collectors.items() if on]
@@ -274,7 +283,8 @@ def from_dict(data: Any, base: Optional[Config] = None) -> Config:
     base = base or Config()
     data = _mapping(data, "config")
     sections = {"web": WebConfig, "log": LogConfig, "netlink": NetlinkConfig, "listeners": ListenersConfig,
-                "histograms": HistogramsConfig, "memory": MemoryConfig, "namespaces": NamespacesConfig}
+                "histograms": HistogramsConfig, "memory": MemoryConfig, "namespaces": NamespacesConfig,
+                "cgroups": CgroupsConfig}
     known = list(sections) + ["collectors", "port_groups", "series_budget"]
     values = {}
     for key, value in data.items():

@@ -89,6 +89,20 @@ PORT_GROUP_SEND_QUEUE = Metric(
     "sockdiag_port_group_send_queue_bytes", "gauge", GROUP_LABELS,
     "Sum of send queues of the port group's data sockets (not listeners).",
 )
+CGROUP_LABELS = ("cgroup", "family", "protocol", "state")
+CGROUP_SOCKETS = Metric(
+    "sockdiag_cgroup_sockets", "gauge", CGROUP_LABELS,
+    "Sockets by the systemd unit or container their cgroup belongs to (cgroup v2; \"none\": no owner, e.g. "
+    "time_wait; \"other\": beyond cgroups.max_series). Only states with sockets.",
+)
+CGROUP_RECEIVE_QUEUE = Metric(
+    "sockdiag_cgroup_receive_queue_bytes", "gauge", CGROUP_LABELS,
+    "Sum of receive queues of the cgroup's data sockets (not listeners).",
+)
+CGROUP_SEND_QUEUE = Metric(
+    "sockdiag_cgroup_send_queue_bytes", "gauge", CGROUP_LABELS,
+    "Sum of send queues of the cgroup's data sockets (not listeners).",
+)
 UDP_RECEIVE_BUFFER_ERRORS = Metric(
     "sockdiag_udp_receive_buffer_errors", "counter", ("family", "protocol"),
     "Datagrams dropped because a socket receive buffer was full (/proc/net/snmp{,6} RcvbufErrors).",
@@ -148,7 +162,7 @@ NETNS_FOLDED = Metric(
 )
 FEATURE_ENABLED = Metric(
     "sockdiag_feature_enabled", "gauge", ("feature",),
-    "1 if an optional feature is on; 0 if it is configured but off for lack of a capability (see the log).",
+    "1 if an optional feature is on; 0 if it is configured but off (missing capability, no cgroup v2: see the log).",
 )
 BUILD_INFO = Metric(
     "sockdiag_build_info", "gauge", ("version", "python_version"),
@@ -157,15 +171,16 @@ BUILD_INFO = Metric(
 
 LISTENERS = (LISTENER_QUEUE_LENGTH, LISTENER_QUEUE_LIMIT, LISTENER_SOCKETS, LISTENERS_FOLDED)
 PORT_GROUPS = (PORT_GROUP_SOCKETS, PORT_GROUP_RECEIVE_QUEUE, PORT_GROUP_SEND_QUEUE)
+CGROUPS = (CGROUP_SOCKETS, CGROUP_RECEIVE_QUEUE, CGROUP_SEND_QUEUE)
 HISTOGRAMS = (RECEIVE_QUEUE_HISTOGRAM, SEND_QUEUE_HISTOGRAM)
 
 # The optional breakdowns in the order the series budget drops them: most detailed first.
-BREAKDOWNS = (("listeners", LISTENERS), ("port_groups", PORT_GROUPS), ("histograms", HISTOGRAMS),
-              ("memory", MEMORY))
+BREAKDOWNS = (("listeners", LISTENERS), ("cgroups", CGROUPS), ("port_groups", PORT_GROUPS),
+              ("histograms", HISTOGRAMS), ("memory", MEMORY))
 
 ALL = (
     (SOCKETS, RECEIVE_QUEUE, SEND_QUEUE, ACCEPT_QUEUE_LENGTH, ACCEPT_QUEUE_LIMIT) + LISTENERS + HISTOGRAMS + MEMORY
-    + PORT_GROUPS + (UDP_RECEIVE_BUFFER_ERRORS, UDP_RECEIVE_ERRORS, TCP_LISTEN_OVERFLOWS, TCP_LISTEN_DROPS,
+    + PORT_GROUPS + CGROUPS + (UDP_RECEIVE_BUFFER_ERRORS, UDP_RECEIVE_ERRORS, TCP_LISTEN_OVERFLOWS, TCP_LISTEN_DROPS,
                      HANDLER_AVAILABLE, SOURCE_INFO, COLLECTOR_DURATION, COLLECTOR_SUCCESS, NETLINK_DUMPS,
                      NETLINK_DUMP_RETRIES, SERIES_DROPPED, NETNS_INFO, NETNS_UP, NETNS_FOLDED, FEATURE_ENABLED,
                      BUILD_INFO)

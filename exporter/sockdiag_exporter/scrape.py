@@ -24,11 +24,12 @@ class Scraper:
     """
 
     def __init__(self, collectors: Sequence[Collector], ctx: Context, series_budget: int = 0,
-                 namespaces: Optional[NamespaceSet] = None):
+                 namespaces: Optional[NamespaceSet] = None, features: Optional[Dict[str, bool]] = None):
         self.collectors = list(collectors)
         self.ctx = ctx
         self.series_budget = series_budget
         self.namespaces = namespaces  # None: the exporter's own namespace only, and no netns label
+        self.features = features or {}  # configured optional features -> on
         self._last_error: Dict[str, Optional[str]] = {}
         self._last_dropped: tuple = ()
         self.last_duration = 0.0
@@ -55,6 +56,8 @@ class Scraper:
             merged[m.NETLINK_DUMP_RETRIES] = [((), ctx.diag.retried)]
         else:
             self._collect_namespaces(merged, collectors, namespaces, durations, failed)
+        if self.features:
+            merged[m.FEATURE_ENABLED] = [((feature,), int(on)) for feature, on in self.features.items()]
         merged[m.COLLECTOR_DURATION] = [((name,), t) for name, t in durations.items()]
         merged[m.COLLECTOR_SUCCESS] = [((name,), 0 if name in failed else 1) for name in durations]
         merged[m.BUILD_INFO] = [((__version__, platform.python_version()), 1)]
@@ -109,7 +112,6 @@ class Scraper:
                     ((label, str(ns.inode), cgroup, container_name(cgroup)), 1))
         namespaces.retire(seen)
         merged[m.NETNS_FOLDED] = [((), len(folded))]
-        merged[m.FEATURE_ENABLED] = [((feature,), int(on)) for feature, on in namespaces.enabled.items()]
         merged[m.NETLINK_DUMPS] = [((), namespaces.dumps())]
         merged[m.NETLINK_DUMP_RETRIES] = [((), namespaces.retries())]
         if folded:

@@ -1,5 +1,6 @@
 """The daemon: builds the collection pipeline from a Config, serves HTTP, reloads on SIGHUP, stops on SIGTERM."""
 
+import ctypes
 import logging
 import os
 import signal
@@ -12,6 +13,8 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 from . import __version__, logsetup, systemd_support
 from .collectors.base import Context, Options
 from .config import Config, ConfigError
+from .cgroups import CgroupMap, default_mount, unavailable_reason
+from .diag import constants as c
 from .diag.decoder import Detail, port_tables
 from .diag.netlink import DiagSocket
 from .namespaces import NamespaceSet
@@ -24,27 +27,55 @@ log = logging.getLogger("sockdiag_exporter")
 STATUS_INTERVAL = 10.0  # seconds between STATUS= updates (and health checks) when no watchdog asks for more
 
 
-def build_options(config: Config) -> Options:
+def build_cgroups(config: Config) -> Optional[CgroupMap]:
+    """The cgroup map when attribution is configured and trustworthy here; said once when it is not."""
+    cg = config.cgroups
+    if not cg.enabled:
+        return None
+    mount = cg.mount or default_mount()
+    reason = unavailable_reason(mount)
+    if reason:
+        log.warning("cgroup attribution is off: %s", reason)
+        return None
+    return CgroupMap(mount, cg.depth)
+
+
+def build_options(config: Config, cgroups: Optional[CgroupMap] = None) -> Options:
     groups = list(config.port_groups.items())
     detail = Detail(
         config.histograms.buckets if config.histograms.enabled else (),
         port_tables([(g.local, g.remote) for _, g in groups]) if groups else None,
+        c.INET_DIAG_CGROUP_ID if cgroups else 0,
     )
     return Options(detail, tuple(name for name, _ in groups), frozenset(config.memory.collectors),
-                   config.listeners.max_series)
+                   config.listeners.max_series, cgroups, config.cgroups.max_series)
 
 
-def build_context(config: Config) -> Context:
+def build_context(config: Config, cgroups: Optional[CgroupMap] = None) -> Context:
     nl = config.netlink
     diag = DiagSocket(nl.receive_buffer_bytes, nl.timeout_seconds, nl.dump_retries)
-    return Context(diag, nl.recheck_unsupported_seconds, build_options(config))
+    return Context(diag, nl.recheck_unsupported_seconds, build_options(config, cgroups))
 
 
 def build_scraper(config: Config) -> Scraper:
+    cgroups = build_cgroups(config)
     ns = config.namespaces
     namespaces = NamespaceSet(ns.named, ns.processes, ns.include, ns.exclude, ns.max_namespaces,
-                              lambda: build_context(config)) if ns.enabled else None
-    return Scraper(config.enabled_collectors(), build_context(config), config.series_budget, namespaces)
+                              lambda: build_context(config, cgroups)) if ns.enabled else None
+    features = dict(namespaces.enabled) if namespaces else {}
+    if config.cgroups.enabled:
+        features["cgroup_attribution"] = cgroups is not None
+    return Scraper(config.enabled_collectors(), build_context(config, cgroups), config.series_budget, namespaces,
+                   features)
+
+
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's malloc arenas: by default each of up to 8 x cores threads may get its own, and a burst of
+    concurrent scrapes (one thread each) leaves them holding freed memory, which shows as RSS growth."""
+    try:
+        ctypes.CDLL(None).mallopt(-8, arenas)  # M_ARENA_MAX; not glibc: nothing to do
+    except (OSError, AttributeError):
+        pass
 
 
 class Service:
@@ -62,6 +93,7 @@ class Service:
 
     def run(self) -> int:
         logsetup.setup(self.config.log.level, self.config.log.format)
+        limit_malloc_arenas()
         registry = CollectorRegistry(auto_describe=False)
         registry.register(RegistryAdapter(self.scraper))
         ProcessCollector(registry=registry)
@@ -151,6 +183,7 @@ class Service:
         self.scraper.ctx, self.scraper.namespaces = fresh.ctx, fresh.namespaces
         self.scraper.collectors = fresh.collectors
         self.scraper.series_budget = fresh.series_budget
+        self.scraper.features = fresh.features
         self.app.telemetry_path = new.web.telemetry_path
         if server is not None:
             server.secure(security)

@@ -33,6 +33,8 @@ class Options(NamedTuple):
     port_groups: Tuple[str, ...] = ()  # group names, in the bit order of detail.port_groups
     memory: FrozenSet[str] = frozenset()  # collectors that fetch SK_MEMINFO
     max_listeners: int = 100  # listeners reported one by one, per collector
+    cgroups: Optional[object] = None  # a CgroupMap when cgroup attribution is on
+    max_cgroups: int = 100
 
 
 class Context:
@@ -216,3 +218,32 @@ def _emit_listener(out: Samples, labels: tuple, sockets: int, length: int, limit
     out.add(m.LISTENER_QUEUE_LENGTH, labels, length)
     out.add(m.LISTENER_QUEUE_LIMIT, labels, limit)
     out.add(m.LISTENER_SOCKETS, labels, sockets)
+
+
+def emit_cgroups(out: Samples, ctx: Context, family: str, protocol: str, cgroups: dict, state_names: dict,
+                 listen_state: str) -> None:
+    """Counts and data-queue sums per unit or container (states with sockets only), the largest first; beyond
+    cgroups.max_series summed into cgroup="other"."""
+    opts = ctx.options
+    by_name: Dict[str, Dict[int, list]] = {}
+    for key, (count, rq, wq) in cgroups.items():
+        states = by_name.setdefault(opts.cgroups.name(key >> 8), {})
+        row = states.setdefault(key & 0xFF, [0, 0, 0])
+        row[0] += count
+        row[1] += rq
+        row[2] += wq
+    ranked = sorted(by_name, key=lambda n: (-sum(r[0] for r in by_name[n].values()), n))
+    merged: Dict[tuple, list] = {}
+    for index, name in enumerate(ranked):
+        label = name if index < opts.max_cgroups else "other"
+        for state, row in by_name[name].items():
+            total = merged.setdefault((label, state), [0, 0, 0])
+            for i in range(3):
+                total[i] += row[i]
+    for (label, state), (count, rq, wq) in merged.items():
+        state_label = state_name(state_names, state)
+        labels = (label, family, protocol, state_label)
+        out.add(m.CGROUP_SOCKETS, labels, count)
+        if state_label != listen_state:
+            out.add(m.CGROUP_RECEIVE_QUEUE, labels, rq)
+            out.add(m.CGROUP_SEND_QUEUE, labels, wq)

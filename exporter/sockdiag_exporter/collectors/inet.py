@@ -8,8 +8,8 @@ from ..diag import requests
 from ..diag.errors import DiagUnsupported
 from ..diag.procfs import read_inet_table
 from . import names
-from .base import (Collector, Context, Listener, Samples, by_state_name, dump_or_none, emit_histograms,
-                   emit_listeners, emit_port_groups, emit_states, interface_address)
+from .base import (Collector, Context, Listener, Samples, by_state_name, dump_or_none, emit_cgroups,
+                   emit_histograms, emit_listeners, emit_port_groups, emit_states, interface_address)
 
 FAMILIES = ((c.AF_INET, "inet", ""), (c.AF_INET6, "inet6", "6"))
 LISTEN = names.TCP_STATES[c.TCP_LISTEN]
@@ -78,9 +78,12 @@ class InetCollector(Collector):
                                     requests.inet_listener)
                 row = tally.row(c.TCP_LISTEN)
                 groups = opts.detail.port_groups
-                for address, ifindex, length, limit, mem, port in found:
+                for address, ifindex, length, limit, mem, port, cgroup in found:
                     for i, value in enumerate((1, length, limit) + mem):
                         row[i] += value
+                    if opts.cgroups:
+                        owner = tally.cgroups.setdefault(cgroup << 8 | c.TCP_LISTEN, [0, 0, 0])
+                        owner[0] += 1
                     listeners.append(Listener(*labels, interface_address(address, ifindex), length, limit))
                     if groups and groups[0][port]:
                         group = tally.groups.setdefault(groups[0][port] << 8 | c.TCP_LISTEN, [0, 0, 0])
@@ -92,6 +95,8 @@ class InetCollector(Collector):
                             (sum(tally[k][1] for k in data), sum(tally[k][2] for k in data)))
             if opts.port_groups:
                 emit_port_groups(out, ctx, family, proto.name, tally.groups, proto.states, LISTEN)
+            if opts.cgroups:
+                emit_cgroups(out, ctx, family, proto.name, tally.cgroups, proto.states, LISTEN)
         if proto.listeners:
             emit_listeners(out, listeners, opts.max_listeners, present)
 

@@ -64,6 +64,7 @@ TCP_NEW_SYN_RECV = 12
 # linux/inet_diag.h
 INET_DIAG_REQ_PROTOCOL = 3
 INET_DIAG_SKMEMINFO = 7
+INET_DIAG_CGROUP_ID = 21  # u64, kernel >= 5.7: the socket's cgroup v2 id
 INET_DIAG_MSG_SIZE = 72  # struct inet_diag_msg
 
 # linux/unix_diag.h

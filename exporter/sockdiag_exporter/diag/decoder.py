@@ -20,6 +20,7 @@ from .errors import DiagMalformed, from_errno
 _HDR = struct.Struct("=IHHII")
 _HEAD = struct.Struct("=III")  # nlmsg_len, nlmsg_type | nlmsg_flags << 16, nlmsg_seq
 _U32 = struct.Struct("=I")
+_U64 = struct.Struct("=Q")
 _NLA = struct.Struct("=HH")
 _PORTS = struct.Struct("=HH")  # idiag_sport, idiag_dport (network order, read natively)
 _ERRNO = struct.Struct("=i")
@@ -74,10 +75,13 @@ class Detail(NamedTuple):
     bounds: histogram bucket upper bounds for the receive and send queue (value 0 and 1); empty for none.
     port_groups: (local, remote) tables of 65536 group bit masks, indexed by a port as read in native byte order
         from the message (see port_tables); None for no port groups.
+    cgroup_attr: the attribute type carrying the socket's cgroup v2 id (INET_DIAG_CGROUP_ID) to tally by, or 0.
+        Every message then goes through the attribute-walking loop.
     """
 
     bounds: Tuple[int, ...] = ()
     port_groups: Optional[Tuple[Sequence[int], Sequence[int]]] = None
+    cgroup_attr: int = 0
 
 
 NO_DETAIL = Detail()
@@ -101,15 +105,17 @@ class Tally(dict):
 
     hist: key -> [bucket counts of value 0, bucket counts of value 1], each len(bounds) + 1 long (+Inf last).
     groups: group bit mask << 8 | key -> [count, sum of value 0, sum of value 1], for sockets in a port group.
+    cgroups: cgroup id << 8 | key -> [count, sum of value 0, sum of value 1] (id 0: the socket carried none).
     """
 
-    __slots__ = ("nvalues", "hist", "groups")
+    __slots__ = ("nvalues", "hist", "groups", "cgroups")
 
     def __init__(self, nvalues: int):
         super().__init__()
         self.nvalues = nvalues
         self.hist = {}
         self.groups = {}
+        self.cgroups = {}
 
     def row(self, key: int) -> list:
         row = self.get(key)
@@ -172,11 +178,12 @@ class DumpDecoder:
         self.detail = detail
         self.tally = Tally(layout.nvalues)
         self.interrupted = False
-        self._fast = layout.fast
+        self._cgroup_attr = detail.cgroup_attr if layout.ports else 0  # inet only
+        self._fast = layout.fast and not self._cgroup_attr
         self._width = len(detail.bounds) + 1 if detail.bounds else 0
         self._groups = detail.port_groups if layout.ports else None
         self._plain = None
-        if layout.fast and layout.key[1] == 1 and not layout.attrs and len(layout.fields) == 2 and layout.ports:
+        if self._fast and layout.key[1] == 1 and not layout.attrs and len(layout.fields) == 2 and layout.ports:
             local, remote = layout.ports
             items = [(layout.key[0], "B"), (local, "H"), (remote, "H")] + [(f, "I") for f in layout.fields]
             self._plain = _offsets_struct(items)  # the fields alone
@@ -458,7 +465,7 @@ class DumpDecoder:
         layout = self.layout
         payload = off + c.NLMSG_HDRLEN
         found = None
-        if layout.attrs or layout.nest is not None:
+        if layout.attrs or layout.nest is not None or self._cgroup_attr:
             found = walk_attrs(buf, payload + _align4(layout.header), end)
             if layout.nest is not None:
                 inner = found.get(layout.nest)
@@ -486,6 +493,15 @@ class DumpDecoder:
             mask = self._groups[0][local_port] | self._groups[1][remote_port]
             if mask:
                 self._group(mask, key, values[0], values[1])
+        if self._cgroup_attr:
+            where = found.get(self._cgroup_attr)
+            cgroup = _U64.unpack_from(buf, where[0])[0] if where and where[1] >= 8 else 0
+            row = self.tally.cgroups.get(cgroup << 8 | key)
+            if row is None:
+                row = self.tally.cgroups[cgroup << 8 | key] = [0, 0, 0]
+            row[0] += 1
+            row[1] += values[0]
+            row[2] += values[1]
 
     @staticmethod
     def _attr_u32(buf, found, atype, aoff) -> int:

@@ -110,18 +110,20 @@ _INET_LISTENER = struct.Struct("=BxxxH2x16s16xI8x4xII")  # family, sport, src, i
 
 def inet_listener(buf, payload: int, end: int) -> tuple:
     """(local address text, ifindex, accept queue length, limit, SK_MEMINFO values or (), port as the decoder
-    reads it for port groups) of an inet listener."""
+    reads it for port groups, cgroup v2 id or 0) of an inet listener."""
     family, port, src, ifindex, rq, wq = _INET_LISTENER.unpack_from(buf, payload)
     if family == c.AF_INET6:
         address = f"[{socket.inet_ntop(socket.AF_INET6, src)}]:{socket.ntohs(port)}"
     else:
         address = f"{socket.inet_ntop(socket.AF_INET, src[:4])}:{socket.ntohs(port)}"
-    memory = _meminfo_values(buf, payload + c.INET_DIAG_MSG_SIZE, end, c.INET_DIAG_SKMEMINFO)
-    return address, ifindex, rq, wq, memory, port
+    found = walk_attrs(buf, payload + c.INET_DIAG_MSG_SIZE, end)
+    memory = _meminfo_values(buf, found, c.INET_DIAG_SKMEMINFO)
+    cgroup = found.get(c.INET_DIAG_CGROUP_ID)
+    cgroup_id = struct.unpack_from("=Q", buf, cgroup[0])[0] if cgroup and cgroup[1] >= 8 else 0
+    return address, ifindex, rq, wq, memory, port, cgroup_id
 
 
-def _meminfo_values(buf, start: int, end: int, attr_type: int) -> tuple:
-    found = walk_attrs(buf, start, end)
+def _meminfo_values(buf, found: dict, attr_type: int) -> tuple:
     if attr_type not in found:
         return ()
     offset, size = found[attr_type]

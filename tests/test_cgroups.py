@@ -1,0 +1,140 @@
+"""Sockets attributed to systemd units and containers through their cgroup v2 id, on a real cgroup2 hierarchy
+mounted by the test (this host is cgroup v1 otherwise), and refused where ids cannot be trusted."""
+
+import ctypes
+import logging
+import os
+import socket
+import subprocess
+import time
+
+import pytest
+
+from helpers import CLONE_NEWNET, Exposition, scrape
+
+from sockdiag_exporter.cgroups import CgroupMap, unavailable_reason
+
+POD = "0f2c6e1a_3b4d_4c5e_8f9a_0123456789ab"
+CGROUPS = {
+    "web": "/system.slice/web.service",
+    "pod": f"/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{POD}.slice/"
+           "cri-containerd-4f1c2d3e4b5a6978.scope",
+    "plain": "/work.slice/batch/job7",
+}
+
+
+@pytest.fixture
+def cgroup2(tmp_path):
+    mount = tmp_path / "cgroup2"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "cgroup2", "none", str(mount)], check=True)
+    made = []
+    try:
+        for path in CGROUPS.values():
+            target = mount / path.lstrip("/")
+            target.mkdir(parents=True)
+            made.append(target)
+        yield mount
+    finally:
+        for target in made:
+            while target != mount:
+                try:
+                    target.rmdir()
+                except OSError:
+                    break
+                target = target.parent
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def spawn_in(cgroup_dir, netns_name, listeners: int, connections: int):
+    """A child process placed in cgroup_dir and netns_name, holding listeners and established connections."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no pytest machinery from here on
+        try:
+            with open(os.path.join(cgroup_dir, "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
+            fd = os.open(f"/run/netns/{netns_name}", os.O_RDONLY)
+            if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWNET) != 0:
+                os._exit(2)
+            keep = []
+            for _ in range(listeners):
+                server = socket.socket()
+                server.bind(("127.0.0.1", 0))
+                server.listen(5)
+                keep.append(server)
+                for _ in range(connections):
+                    c = socket.create_connection(server.getsockname())
+                    s, _ = server.accept()
+                    keep += [c, s]
+            os.write(write, b"r")
+            time.sleep(60)
+        finally:
+            os._exit(0)
+    os.close(write)
+    assert os.read(read, 1) == b"r"
+    os.close(read)
+    return pid
+
+
+def test_sockets_counted_per_unit_and_container(netns, cgroup2, caplog):
+    children = [spawn_in(cgroup2 / CGROUPS["web"].lstrip("/"), netns.name, 2, 3),
+                spawn_in(cgroup2 / CGROUPS["pod"].lstrip("/"), netns.name, 1, 1),
+                spawn_in(cgroup2 / CGROUPS["plain"].lstrip("/"), netns.name, 1, 0)]
+    try:
+        with caplog.at_level(logging.WARNING):
+            exposition = scrape(netns, "tcp", config={"cgroups": {"enabled": True, "mount": str(cgroup2)}})
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+        got = {(dict(k)["cgroup"], dict(k)["state"]): int(v)
+               for k, v in exposition.select("sockdiag_cgroup_sockets", family="inet", protocol="tcp").items()}
+        assert got == {
+            ("web.service", "listen"): 2, ("web.service", "established"): 12,
+            (f"pod-{POD}", "listen"): 1, (f"pod-{POD}", "established"): 2,
+            ("/work.slice/batch", "listen"): 1,  # no unit or container rule: the path, cut to depth 2
+        }
+        assert exposition.value("sockdiag_feature_enabled", feature="cgroup_attribution") == 1
+    finally:
+        for pid in children:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+
+
+def test_the_cap_folds_small_cgroups_into_other(netns, cgroup2):
+    children = [spawn_in(cgroup2 / CGROUPS[name].lstrip("/"), netns.name, 1, n)
+                for name, n in (("web", 4), ("pod", 2), ("plain", 1))]
+    try:
+        exposition = scrape(netns, "tcp", config={"cgroups": {"enabled": True, "mount": str(cgroup2),
+                                                               "max_series": 1}})
+        names = {dict(k)["cgroup"] for k in exposition.select("sockdiag_cgroup_sockets")}
+        assert names == {"web.service", "other"}
+        assert exposition.value("sockdiag_cgroup_sockets", cgroup="other", state="established") == 2 * (2 + 1)
+    finally:
+        for pid in children:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+
+
+def test_no_cgroup2_means_no_attribution_and_one_warning(netns, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING):
+        exposition = scrape(netns, "tcp", config={"cgroups": {"enabled": True, "mount": str(tmp_path)}})
+    assert exposition.value("sockdiag_feature_enabled", feature="cgroup_attribution") == 0
+    assert not exposition.select("sockdiag_cgroup_sockets")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == [f"cgroup attribution is off: no cgroup2 hierarchy is mounted at {tmp_path} "
+                        f"(a cgroup v1 host)"]
+    assert unavailable_reason("/sys/fs/cgroup") is not None or os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+
+
+def test_ids_are_refreshed_on_a_miss_at_most_once_a_second(cgroup2):
+    now = [100.0]
+    cgroups = CgroupMap(str(cgroup2), 2, clock=lambda: now[0])
+    web = os.stat(cgroup2 / CGROUPS["web"].lstrip("/")).st_ino
+    assert cgroups.name(web) == "web.service" and cgroups.name(0) == "none"
+    late = cgroup2 / "system.slice" / "late.service"
+    late.mkdir()
+    try:
+        assert cgroups.name(os.stat(late).st_ino) == "unknown"  # walked less than a second ago
+        now[0] += 1.5
+        assert cgroups.name(os.stat(late).st_ino) == "late.service"
+    finally:
+        late.rmdir()
