@@ -128,7 +128,7 @@ class Exposition:
             for key, v in self.select(metric, **labels).items():
                 result[dict(key)["state"]][i] += v
         for metric, i in (("sockdiag_accept_queue_length", 1), ("sockdiag_accept_queue_limit", 2)):
-            for key, v in self.select(metric, **labels).items():
+            for v in self.select(metric, **labels).values():
                 result["listen"][i] += v
         return {state: [int(x) for x in row] for state, row in result.items()}
 
@@ -218,7 +218,7 @@ class Daemon:
                 return
             except (OSError, http.client.HTTPException):
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"daemon did not start: {self.proc.communicate()}")
+                    raise AssertionError(f"daemon did not start: {self.proc.communicate()}") from None
                 time.sleep(0.05)
 
     def request(self, method, path, headers=None, tls=None):

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from helpers import CLONE_NEWNET, Exposition, scrape
+from helpers import CLONE_NEWNET, scrape
 
 from sockdiag_exporter.cgroups import CgroupMap, unavailable_reason
 

@@ -157,7 +157,7 @@ def test_histograms_and_port_groups_are_the_same_on_every_path(monkeypatch, seed
         results.append(({k: v[:3] for k, v in tally.items()}, tally.hist, tally.groups))
     assert results[0] == results[1] == results[2]
     counts, hist, grouped = results[0]
-    for key, (count, rq, wq) in counts.items():
+    for key, (count, _, _) in counts.items():
         assert sum(hist[key][0]) == count == sum(hist[key][1])
     assert sum(row[0] for k, row in grouped.items() if k >> 8 & 1) > 0  # group 0: local 80/443
 

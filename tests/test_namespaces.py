@@ -7,14 +7,12 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from helpers import Exposition, NetNS, drop_thread_privileges, nonzero, ss_by_state, ss_rows
 
-from sockdiag_exporter.collectors import REGISTRY
 from sockdiag_exporter.config import from_dict
 from sockdiag_exporter.namespaces import NamespaceSet, container_name, own_namespace
 

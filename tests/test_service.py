@@ -8,9 +8,8 @@ import sys
 import threading
 import time
 
-import pytest
 
-from helpers import PORT, Daemon, Exposition
+from helpers import PORT, Exposition
 
 from sockdiag_exporter.scrape import SingleFlight
 

@@ -2,6 +2,7 @@
 
 import logging
 import platform
+from functools import partial
 import threading
 import time
 from typing import Dict, List, Optional, Sequence
@@ -96,8 +97,8 @@ class Scraper:
             label = ns.label if index < len(kept) else "other"
             ctx = namespaces.context(ns)
             try:
-                ok = run_inside(ns, lambda: self._collect_into(merged, collectors, ctx, (label,), durations, failed,
-                                                               f" in netns {ns.label}"))
+                ok = run_inside(ns, partial(self._collect_into, merged, collectors, ctx, (label,), durations, failed,
+                                            f" in netns {ns.label}"))
             except NamespaceGone:
                 log.debug("network namespace %s vanished during the collection", ns.label)
                 continue

@@ -37,6 +37,9 @@ class Options(NamedTuple):
     max_cgroups: int = 100
 
 
+DEFAULT_OPTIONS = Options()
+
+
 class Context:
     """What collectors read from: the diag socket of the namespace being collected, and the options.
 
@@ -44,7 +47,7 @@ class Context:
     loadable modules each such request makes the kernel try modprobe.
     """
 
-    def __init__(self, diag: DiagSocket, recheck_unsupported: float = 300.0, options: Options = Options(),
+    def __init__(self, diag: DiagSocket, recheck_unsupported: float = 300.0, options: Options = DEFAULT_OPTIONS,
                  clock=time.monotonic):
         self.diag = diag
         self.recheck_unsupported = recheck_unsupported

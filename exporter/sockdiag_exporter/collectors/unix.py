@@ -23,7 +23,7 @@ class UnixCollector(Collector):
             return
         width = 3 + (c.SK_MEMINFO_VARS if memory else 0)
         by_type = {sock_type: [] for sock_type in names.UNIX_STATES}
-        for word, row in tally.items():  # word = family | type << 8 | state << 16
+        for word in tally:  # word = family | type << 8 | state << 16
             by_type.setdefault((word >> 8) & 0xFF, []).append(word)
         for sock_type, words in by_type.items():
             labels = ("unix", names.socket_type_name(sock_type), "")
