@@ -1,6 +1,6 @@
 """Scrape cost from 10k to 1M sockets, side by side with ss and node_exporter, measured in the same run.
 
-    sudo .venv/bin/python -m bench [--sizes 10k,100k,1m] [--repeat 5] [--out bench/results/latest.json]
+    sudo .venv/bin/python -m bench [--sizes 10k,100k,1m] [--repeat 5] [--config FILE] [--out FILE]
 
 For each size: build the population in a fresh namespace (bench/population.py), start sockdiag_exporter (default
 configuration) and node_exporter (tcpstat only) in it, then measure in rounds, each alternating every
@@ -36,9 +36,10 @@ def parse_size(text: str) -> int:
 class Agent:
     """bench.agent running inside the namespace, one JSON answer per command."""
 
-    def __init__(self, ns: str):
+    def __init__(self, ns: str, config: str):
         self.proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "bench.agent"], cwd=ROOT,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     env=dict(os.environ, SOCKDIAG_BENCH_CONFIG=config))
 
     def ask(self, *words):
         self.proc.stdin.write(" ".join(str(w) for w in words) + "\n")
@@ -80,7 +81,7 @@ def rss_kb(pid: int) -> dict:
     return {"rss_kb": int(fields["VmRSS"].split()[0]), "peak_kb": int(fields["VmHWM"].split()[0])}
 
 
-def measure(size: int, repeat: int) -> dict:
+def measure(size: int, repeat: int, config: str) -> dict:
     ns = f"sdbench-{os.getpid()}"
     ours_url = f"http://127.0.0.1:{EXPORTER_PORT}/metrics"
     node_url = f"http://127.0.0.1:{NODE_EXPORTER_PORT}/metrics"
@@ -90,10 +91,10 @@ def measure(size: int, repeat: int) -> dict:
         summary = population.summary()
         print(f"   built in {time.monotonic() - built:.0f} s: {summary}", flush=True)
         daemon = start(ns, [sys.executable, "-m", "sockdiag_exporter", f"--web.listen-address=127.0.0.1:{EXPORTER_PORT}",
-                            "--log.level=warn"])
+                            "--log.level=warn"] + ([f"--config.file={config}"] if config else []))
         node = start(ns, ["prometheus-node-exporter", "--collector.disable-defaults", "--collector.tcpstat",
                           f"--web.listen-address=127.0.0.1:{NODE_EXPORTER_PORT}"])
-        agent = Agent(ns)
+        agent = Agent(ns, config)
         try:
             wait_http(agent, ours_url)
             wait_http(agent, node_url)
@@ -153,6 +154,7 @@ def main():
     ap.add_argument("--sizes", default="10k,100k,1m", help="comma-separated socket counts (default 10k,100k,1m)")
     ap.add_argument("--repeat", type=int, default=5, help="rounds of every measurement (default 5)")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "latest.json"), help="JSON output")
+    ap.add_argument("--config", default="", help="exporter configuration file (e.g. bench/memory-tcp.yml)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench: run as root (it creates a network namespace and raises sysctls in it)")
@@ -165,7 +167,7 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))  # unwinds through the cleanups
     results = []
     for size in [parse_size(s) for s in args.sizes.split(",")]:
-        results.append(measure(size, args.repeat))
+        results.append(measure(size, args.repeat, os.path.abspath(args.config) if args.config else ""))
         print(report(results[-1]), flush=True)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:

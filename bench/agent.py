@@ -3,7 +3,7 @@
     python -m bench.agent        (inside the namespace; one command per line on stdin, one JSON line back)
 
 floor tcp|unix          seconds to receive the tcp (IPv4 and IPv6) or unix dumps with no decoding at all
-collect NAME            seconds one collector takes in-process, default configuration
+collect NAME            seconds one collector takes in-process (configuration: $SOCKDIAG_BENCH_CONFIG or defaults)
 get URL                 seconds to fetch URL completely
 concurrent URL N        N simultaneous fetches: the slowest one's seconds and the dump counter before and after
 """
@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 
 from sockdiag_exporter.collectors import REGISTRY  # noqa: E402
 from sockdiag_exporter.collectors.base import Samples  # noqa: E402
-from sockdiag_exporter.config import Config  # noqa: E402
+from sockdiag_exporter.config import Config, load  # noqa: E402
 from sockdiag_exporter.diag import requests  # noqa: E402
 from sockdiag_exporter.service import build_context  # noqa: E402
 
@@ -48,7 +48,8 @@ def floor(which: str) -> float:
     return time.perf_counter() - started
 
 
-CONTEXT = build_context(Config())
+CONTEXT = build_context(load(os.environ["SOCKDIAG_BENCH_CONFIG"]) if os.environ.get("SOCKDIAG_BENCH_CONFIG")
+                        else Config())
 
 
 def collect(name: str) -> float:
