@@ -135,6 +135,11 @@ BAD_WEB_CONFIGS = [
     ("http_server_config:\n  headers:\n    X-Powered-By: me\n", "X-Powered-By: not one of"),
     ("rate_limit:\n  interval: soon\n  burst: 1\n", "'soon' is not a duration"),
     ("tls_server_config: [\n", "invalid YAML"),
+    ('tls_server_config:\n  cert_file: ""\n  key_file: ""\n', "cert_file (or cert) is required"),
+    ("tls_server_config:\n  cert_file: {pki}/server.crt\n  key_file: {pki}/server.key\n"
+     "  cipher_suites: [TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384]\n", "HTTP/2 (http_server_config.http2, on by default)"),
+    ("tls_server_config:\n  cert_file: {pki}/server.crt\n  key_file: {pki}/server.key\n"
+     "  client_auth_type: RequireAnyClientCert\n", "Python's ssl verifies every client certificate"),
 ]
 
 
@@ -180,6 +185,27 @@ rate_limit:
     security = load(str(web))
     assert security.tls is not None and security.users and security.rate_burst == 10
     assert security.headers["X-XSS-Protection"] == "1; mode=block"
+
+
+def test_exporter_toolkit_test_data_forms_are_accepted(pki, tmp_path):
+    """Forms from exporter-toolkit's own good test files: a number as a header value, rate_limit with interval 0
+    (off) and burst 0, RequestClientCert and VerifyClientCertIfGiven without a CA, HTTP/2 cipher rule off with
+    http2: false."""
+    for text in (
+        "http_server_config:\n  headers:\n    X-XSS-Protection: 1\n",
+        "rate_limit:\n  interval: 0\n  burst: 0\n",
+        'rate_limit:\n  interval: "1s"\n  burst: 0\n',
+        f"tls_server_config:\n  cert_file: {pki}/server.crt\n  key_file: {pki}/server.key\n"
+        "  client_auth_type: VerifyClientCertIfGiven\n",
+        f"tls_server_config:\n  cert_file: {pki}/server.crt\n  key_file: {pki}/server.key\n"
+        "  client_auth_type: RequestClientCert\n",
+        f"tls_server_config:\n  cert_file: {pki}/server.crt\n  key_file: {pki}/server.key\n"
+        "  cipher_suites: [TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384]\n  max_version: TLS12\n"
+        "http_server_config:\n  http2: false\n",
+    ):
+        load(str(write(tmp_path, text)))
+    assert load(str(write(tmp_path, "http_server_config:\n  headers:\n    X-XSS-Protection: 1\n"))) \
+        .headers["X-XSS-Protection"] == "1"
 
 
 def test_reload_with_a_bad_web_config_keeps_the_old_one(daemon, tmp_path):

@@ -3,8 +3,9 @@
 The same YAML keys node_exporter accepts, validated once into a WebSecurity with a ready ssl.SSLContext;
 every problem is a ConfigError of one line. Differences from Go, forced by Python's ssl module, are checked
 here rather than ignored: TLS 1.3 cipher suites cannot be chosen (as in Go), only the first of curve_preferences
-is applied to ECDHE, RequestClientCert and RequireAnyClientCert need client_ca_file (Python verifies every
-certificate it requests), and http2 is accepted but the server speaks HTTP/1.1.
+is applied to ECDHE, RequireAnyClientCert needs client_ca_file and RequestClientCert verifies a certificate
+that is sent (Python verifies every certificate it asks for), and http2 is accepted (its cipher rule included)
+but the server speaks HTTP/1.1.
 """
 
 import base64
@@ -119,16 +120,16 @@ def _duration(text, path) -> float:
     return float(match.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[match.group(2)]
 
 
-def _tls(spec: dict, base: str) -> Tuple[ssl.SSLContext, Tuple[str, ...]]:
+def _tls(spec: dict, base: str, http2: bool) -> Tuple[ssl.SSLContext, Tuple[str, ...]]:
     inline_fds = []
     try:
-        return _tls_context(spec, base, inline_fds)
+        return _tls_context(spec, base, inline_fds, http2)
     finally:
         for fd in inline_fds:
             os.close(fd)
 
 
-def _tls_context(spec: dict, base: str, inline_fds: list) -> Tuple[ssl.SSLContext, Tuple[str, ...]]:
+def _tls_context(spec: dict, base: str, inline_fds: list, http2: bool) -> Tuple[ssl.SSLContext, Tuple[str, ...]]:
     path = "tls_server_config"
 
     def pem_file(data: str) -> str:
@@ -180,14 +181,18 @@ def _tls_context(spec: dict, base: str, inline_fds: list) -> Tuple[ssl.SSLContex
         raise ConfigError(f"{path}.client_auth_type: {auth!r} is not one of {', '.join(CLIENT_AUTH)}")
     ctx.verify_mode = CLIENT_AUTH[auth]
     if auth != "NoClientCert":
-        if not ca:
+        if not ca and auth == "RequireAndVerifyClientCert":
             raise ConfigError(f"{path}: client_auth_type {auth} needs client_ca_file (or client_ca)")
+        if not ca and auth == "RequireAnyClientCert":  # Go requires any certificate without checking it
+            raise ConfigError(f"{path}: client_auth_type {auth} needs client_ca_file here: Python's ssl verifies "
+                              f"every client certificate it requires")
+    if ca and auth != "NoClientCert":
         try:
             ctx.load_verify_locations(cafile=ca)
         except (OSError, ssl.SSLError) as e:
             raise ConfigError(f"{path}.client_ca_file: cannot load {ca_name or 'client_ca'}: "
                               f"{getattr(e, 'strerror', None) or e}") from None
-    elif ca:
+    if ca and auth == "NoClientCert":
         raise ConfigError(f"{path}: client_ca_file is set but client_auth_type is NoClientCert")
     sans = _strings(spec.get("client_allowed_sans"), f"{path}.client_allowed_sans")
     if sans and ctx.verify_mode != ssl.CERT_REQUIRED:
@@ -197,6 +202,10 @@ def _tls_context(spec: dict, base: str, inline_fds: list) -> Tuple[ssl.SSLContex
     for suite in suites:
         if suite not in CIPHERS:
             raise ConfigError(f"{path}.cipher_suites: {suite!r} is not a known cipher suite")
+    if suites and http2 and not {"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+                                 "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"} & set(suites):
+        raise ConfigError(f"{path}.cipher_suites: HTTP/2 (http_server_config.http2, on by default) needs "
+                          f"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 or its ECDSA twin, as in exporter-toolkit")
     openssl = [CIPHERS[s] for s in suites if CIPHERS[s]]
     if openssl:
         try:
@@ -221,21 +230,21 @@ def parse(data, base: str = ".") -> WebSecurity:
                            "basic_auth_excluded_paths", "rate_limit"}
     if unknown:
         raise ConfigError(f"{sorted(unknown)[0]}: unknown key")
-    tls, sans = None, ()
-    spec = _mapping(data.get("tls_server_config"), "tls_server_config")
-    if spec and (spec.get("cert_file") or spec.get("cert") or spec.get("key_file") or spec.get("key")):
-        tls, sans = _tls(spec, base)
-    elif spec and set(spec) - TLS_KEYS:
-        raise ConfigError(f"tls_server_config.{sorted(set(spec) - TLS_KEYS)[0]}: unknown key")
     http = _mapping(data.get("http_server_config"), "http_server_config")
     unknown = set(http) - {"http2", "headers"}
     if unknown:
         raise ConfigError(f"http_server_config.{sorted(unknown)[0]}: unknown key")
+    tls, sans = None, ()
+    spec = _mapping(data.get("tls_server_config"), "tls_server_config")
+    if spec:  # any key at all means TLS, and then a certificate and key are required
+        tls, sans = _tls(spec, base, http.get("http2", True) is not False)
     headers = {}
     for name, value in _mapping(http.get("headers"), "http_server_config.headers").items():
         if name not in HEADERS:
             raise ConfigError(f"http_server_config.headers.{name}: not one of {', '.join(HEADERS)}")
-        value = _string(value, f"http_server_config.headers.{name}")
+        if isinstance(value, (dict, list)) or value is None:
+            raise ConfigError(f"http_server_config.headers.{name}: expected a string")
+        value = str(value)  # YAML reads X-XSS-Protection: 1 as a number
         allowed = HEADERS[name]
         if allowed and value.lower() not in allowed:
             raise ConfigError(f"http_server_config.headers.{name}: {value!r} is not one of {', '.join(allowed)}")
@@ -255,12 +264,11 @@ def parse(data, base: str = ".") -> WebSecurity:
     rate = _mapping(data.get("rate_limit"), "rate_limit")
     if set(rate) - {"interval", "burst"}:
         raise ConfigError(f"rate_limit.{sorted(set(rate) - {'interval', 'burst'})[0]}: unknown key")
-    interval = _duration(rate["interval"], "rate_limit.interval") if "interval" in rate else 0.0
+    interval = rate.get("interval", 0)
+    interval = 0.0 if interval in (0, "0") else _duration(interval, "rate_limit.interval")  # 0: no limit
     burst = rate.get("burst", 0)
     if type(burst) is not int or burst < 0:
         raise ConfigError("rate_limit.burst: expected a whole number >= 0")
-    if interval and not burst:
-        raise ConfigError("rate_limit.burst: must be at least 1 when rate_limit.interval is set")
     return WebSecurity(tls, sans, users, _strings(data.get("basic_auth_excluded_paths"),
                                                      "basic_auth_excluded_paths"), headers, interval, burst)
 
@@ -334,7 +342,7 @@ class RateLimiter:
 
     def allow(self) -> bool:
         if not self.interval:
-            return True
+            return True  # a burst of 0 with an interval refuses everything, as Go's rate.Limiter does
         with self._lock:
             now = self._clock()
             self._tokens = min(self.burst, self._tokens + (now - self._last) / self.interval)
