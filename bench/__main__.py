@@ -155,6 +155,11 @@ def main():
     ap.add_argument("--repeat", type=int, default=5, help="rounds of every measurement (default 5)")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "latest.json"), help="JSON output")
     ap.add_argument("--config", default="", help="exporter configuration file (e.g. bench/memory-tcp.yml)")
+    ap.add_argument("--namespaces", type=int, default=0,
+                    help="instead: scrape cost with this many named namespaces (see --per-namespace)")
+    ap.add_argument("--per-namespace", type=int, default=1000, help="sockets in each of --namespaces")
+    ap.add_argument("--child-ehash", type=int, default=-1,
+                    help="with --namespaces: set net.ipv4.tcp_child_ehash_entries for the run (per-namespace TCP hash)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench: run as root (it creates a network namespace and raises sysctls in it)")
@@ -165,6 +170,12 @@ def main():
         subprocess.run(["systemctl", "disable", "--now", "prometheus-node-exporter"], check=False,
                        stderr=subprocess.DEVNULL)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))  # unwinds through the cleanups
+    if args.namespaces:
+        from . import namespaces
+
+        result = namespaces.measure(args.namespaces, args.per_namespace, args.repeat, args.child_ehash)
+        print(namespaces.report(result), flush=True)
+        return
     results = []
     for size in [parse_size(s) for s in args.sizes.split(",")]:
         results.append(measure(size, args.repeat, os.path.abspath(args.config) if args.config else ""))

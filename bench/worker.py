@@ -6,9 +6,13 @@ Prints "ready" once its sockets exist, then holds them until standard input clos
 KIND: tcp (COUNT established connections, v4 or v6), close_wait (COUNT pairs: client FIN_WAIT2 with its fd kept,
 server CLOSE_WAIT), listeners (COUNT listeners from PORT up, each with a few un-accepted connections),
 udp (COUNT sockets, some with queued datagrams), unix (COUNT stream socketpairs, some with unread data),
-churn (keeps about COUNT sockets in TIME_WAIT by opening and closing connections at COUNT/60 per second).
+churn (keeps about COUNT sockets in TIME_WAIT by opening and closing connections at COUNT/60 per second),
+namespaces (COUNT sockets, a listener and its connections, in each of the comma-separated named namespaces in
+the fourth argument: the process enters them one after another, and sockets stay in the namespace they were
+made in).
 """
 
+import os
 import resource
 import socket
 import sys
@@ -99,6 +103,18 @@ def churn(target, port, ready):
         time.sleep(0.05)
 
 
+def namespaces(count, port, names, keep):
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for name in names.split(","):
+        fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
+        if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET; this process is single-threaded
+            raise OSError(ctypes.get_errno(), f"setns {name}")
+        os.close(fd)
+        tcp((count - 1) // 2, port, False, keep)
+
+
 def main():
     resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
     kind, count, port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -117,6 +133,8 @@ def main():
         udp(count, port, keep)
     elif kind == "unix":
         unix(count, keep)
+    elif kind == "namespaces":
+        namespaces(count, port, sys.argv[4], keep)
     else:
         raise SystemExit(f"unknown kind {kind}")
     print("ready", flush=True)

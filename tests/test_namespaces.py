@@ -115,7 +115,19 @@ def test_the_cap_folds_the_rest_into_other(namespaces):
     populations = {ns.name: n for ns, n in zip(made, (1, 2, 3, 4))}
     other = exposition.value("sockdiag_sockets", netns="other", family="inet", protocol="tcp", state="established")
     assert other == sum(2 * populations[name] for name in folded)
-    assert exposition.value("sockdiag_diag_handler_available", netns="other", family="inet", protocol="tcp") == 1
+    # kernel-wide facts once, from the exporter's own namespace; no zero-valued series from the others
+    assert exposition.value("sockdiag_diag_handler_available", netns=OWN, family="inet", protocol="tcp") == 1
+    assert not exposition.select("sockdiag_diag_handler_available", netns="other")
+    assert not [v for k, v in exposition.select("sockdiag_sockets").items() if dict(k)["netns"] != OWN and v == 0]
+
+
+def test_dense_namespaces_keep_every_zero(namespaces):
+    ns = namespaces(1)
+    exposition = collect({"namespaces": {"named": True, "include": [ns.name], "sparse": False},
+                          "collectors": {"sctp": False}})
+    assert exposition.value("sockdiag_sockets", netns=ns.name, family="inet", protocol="udp",
+                            state="unconnected") == 0
+    assert exposition.value("sockdiag_diag_handler_available", netns=ns.name, family="inet", protocol="udp") == 1
 
 
 def test_process_namespaces_are_found_by_inode(tmp_path):

@@ -159,6 +159,7 @@ class NamespacesConfig:
     include: tuple = _opt((), _patterns)  # glob patterns on the netns label; empty: all
     exclude: tuple = _opt((), _patterns)
     max_namespaces: int = _opt(100, _between(1, 100000))
+    sparse: bool = _opt(True)  # other namespaces: no zero-valued series, no copies of kernel-wide facts
 
     @property
     def enabled(self) -> bool:

@@ -31,6 +31,7 @@ class Scraper:
         self.series_budget = series_budget
         self.namespaces = namespaces  # None: the exporter's own namespace only, and no netns label
         self.features = features or {}  # configured optional features -> on
+        self.sparse = True  # other namespaces without zero-valued series (namespaces.sparse)
         self._last_error: Dict[str, Optional[str]] = {}
         self._last_dropped: tuple = ()
         self.last_duration = 0.0
@@ -71,8 +72,13 @@ class Scraper:
         namespaced = namespaces is not None
         return [_family(metric, merged[metric], namespaced) for metric in m.ALL if metric in merged]
 
-    def _collect_into(self, merged, collectors, ctx, prefix: tuple, durations, failed, where: str = "") -> bool:
-        """Run every collector with ctx; their samples, labels prefixed, into merged. True if all succeeded."""
+    def _collect_into(self, merged, collectors, ctx, prefix: tuple, durations, failed, where: str = "",
+                      sparse: bool = False) -> bool:
+        """Run every collector with ctx; their samples, labels prefixed, into merged. True if all succeeded.
+
+        sparse (every namespace but the exporter's own): zero-valued series and the kernel-wide facts (handler
+        availability, data source) are left out, so that a hundred pods do not make a hundred copies of them.
+        """
         ok_all = True
         for col in collectors:
             t0 = time.monotonic()
@@ -81,6 +87,10 @@ class Scraper:
             durations[col.name] += time.monotonic() - t0
             if ok:
                 for metric, samples in out.by_metric.items():
+                    if sparse:
+                        if metric in m.NOT_ADDITIVE:
+                            continue
+                        samples = [(labels, value) for labels, value in samples if _nonzero(metric, value)]
                     if prefix and metric not in m.EXPORTER:
                         samples = [(prefix + labels, value) for labels, value in samples]
                     merged.setdefault(metric, []).extend(samples)
@@ -98,7 +108,7 @@ class Scraper:
             ctx = namespaces.context(ns)
             try:
                 ok = run_inside(ns, partial(self._collect_into, merged, collectors, ctx, (label,), durations, failed,
-                                            f" in netns {ns.label}"))
+                                            f" in netns {ns.label}", sparse=index > 0 and self.sparse))
             except NamespaceGone:
                 log.debug("network namespace %s vanished during the collection", ns.label)
                 continue
@@ -171,6 +181,12 @@ def _series(metric: m.Metric, samples: list) -> int:
     if metric.kind == "gaugehistogram":
         return sum(len(buckets) + 2 for _, (buckets, _) in samples)
     return len(samples)
+
+
+def _nonzero(metric: m.Metric, value) -> bool:
+    if metric.kind == "gaugehistogram":
+        return value[0][-1][1] > 0  # the +Inf bucket: the socket count
+    return value != 0
 
 
 def _fold(metric: m.Metric, samples: list) -> list:

@@ -65,8 +65,10 @@ def build_scraper(config: Config) -> Scraper:
     features = dict(namespaces.enabled) if namespaces else {}
     if config.cgroups.enabled:
         features["cgroup_attribution"] = cgroups is not None
-    return Scraper(config.enabled_collectors(), build_context(config, cgroups), config.series_budget, namespaces,
-                   features)
+    scraper = Scraper(config.enabled_collectors(), build_context(config, cgroups), config.series_budget, namespaces,
+                      features)
+    scraper.sparse = ns.sparse
+    return scraper
 
 
 def limit_malloc_arenas(arenas: int = 2) -> None:
@@ -184,6 +186,7 @@ class Service:
         self.scraper.collectors = fresh.collectors
         self.scraper.series_budget = fresh.series_budget
         self.scraper.features = fresh.features
+        self.scraper.sparse = fresh.sparse
         self.app.telemetry_path = new.web.telemetry_path
         if server is not None:
             server.secure(security)

@@ -3,6 +3,7 @@
 import errno
 import socket
 import struct
+import threading
 
 from . import constants as c
 from .decoder import NO_DETAIL, Detail, DumpDecoder, Layout, RecordDecoder, Tally
@@ -10,6 +11,20 @@ from .errors import DiagError, DiagInterrupted, DiagMalformed, DiagRetryable, fr
 
 _HDR = struct.Struct("=IHHII")
 _SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+
+# Receive buffers, one per size, shared by every DiagSocket (one per network namespace): dumps run one at a time,
+# the lock serialises the rare overlap (a reload while a collection is in flight).
+_BUFFERS: dict = {}
+_BUFFERS_LOCK = threading.Lock()
+
+
+def _shared_buffer(size: int):
+    with _BUFFERS_LOCK:
+        if size not in _BUFFERS:
+            buf = bytearray(size)
+            mv = memoryview(buf)
+            _BUFFERS[size] = (buf, mv, mv.cast("I"), threading.Lock())
+        return _BUFFERS[size]
 
 
 class DiagSocket:
@@ -23,9 +38,7 @@ class DiagSocket:
         self.receive_buffer = receive_buffer
         self.timeout = timeout
         self.retries = retries
-        self._buf = bytearray(receive_buffer)
-        self._mv = memoryview(self._buf)
-        self._u32 = self._mv.cast("I")
+        self._buf, self._mv, self._u32, self._buf_lock = _shared_buffer(receive_buffer)
         self._sock = None
         self._seq = 0
         self.dumps = 0  # dump requests sent, retries included
@@ -73,6 +86,10 @@ class DiagSocket:
         raise failure
 
     def _dump_once(self, request: bytes, what: str, make_decoder) -> DumpDecoder:
+        with self._buf_lock:
+            return self._dump_locked(request, what, make_decoder)
+
+    def _dump_locked(self, request: bytes, what: str, make_decoder) -> DumpDecoder:
         if self._sock is None:
             self._sock = self._open()
         self._seq = self._seq % 0xFFFFFFFF + 1
