@@ -218,15 +218,11 @@ class DumpDecoder:
                     f"{self.what}: message of {length} bytes is shorter than its {layout.header}-byte header")
             if fast and off >= retry_at:
                 ahead = off + stride * (MIN_RUN - 1)
-                if ahead < n and u32[ahead >> 2] == length:
-                    k = self._run_length(buf, u32, off, length, stride, n)
-                    if k >= MIN_RUN:
-                        self._tally_run(buf, u32, off, length, stride, k)
-                        off += k * stride
-                        backoff = MIN_RUN
+                if ahead < n and u32[ahead >> 2] == length:  # cheap guess before the real check
+                    taken, retry_at, backoff = self._attempt_run(buf, u32, off, length, stride, n, backoff)
+                    if taken:
+                        off += taken
                         continue
-                    retry_at = off + backoff * stride
-                    backoff = min(backoff * 2, 4096)
             self._tally_one(buf, off, off + length)
             off += stride
         return False
@@ -268,15 +264,11 @@ class DumpDecoder:
                     f"{self.what}: message of {length} bytes is shorter than its {self.layout.header}-byte header")
             if off >= retry_at:
                 ahead = off + stride * (MIN_RUN - 1)
-                if ahead < n and u32[ahead >> 2] == length:
-                    k = self._run_length(buf, u32, off, length, stride, n)
-                    if k >= MIN_RUN:
-                        self._tally_run(buf, u32, off, length, stride, k)
-                        off += k * stride
-                        backoff = MIN_RUN
+                if ahead < n and u32[ahead >> 2] == length:  # cheap guess before the real check
+                    taken, retry_at, backoff = self._attempt_run(buf, u32, off, length, stride, n, backoff)
+                    if taken:
+                        off += taken
                         continue
-                    retry_at = off + backoff * stride
-                    backoff = min(backoff * 2, 4096)
             if key is None:
                 key, local_port, remote_port, rq, wq = unpack_fields(buf, off)
             counts[key] += 1
@@ -294,6 +286,15 @@ class DumpDecoder:
                     self._group(mask, key, rq, wq)
             off += stride
         return False
+
+    def _attempt_run(self, buf, u32, off, length, stride, n, backoff):
+        """Tally a run starting at off if there is one: (bytes taken, offset of the next attempt, next backoff).
+        A failed attempt backs off, doubling up to 4096 messages, so that mixed buffers do not pay for many."""
+        k = self._run_length(buf, u32, off, length, stride, n)
+        if k >= MIN_RUN:
+            self._tally_run(buf, u32, off, length, stride, k)
+            return k * stride, 0, MIN_RUN
+        return 0, off + backoff * stride, min(backoff * 2, 4096)
 
     def _other(self, buf, off, length) -> bool:
         """A message that is not a plain diag reply of this dump; True at the end of the dump."""
