@@ -106,6 +106,14 @@ def bargauge(title, description, expr, legend, unit, *, steps=GREEN, maximum=Non
     }
 
 
+
+def fullest_listeners(description: str) -> dict:
+    """The top-10 fill-ratio bar gauge both dashboards show."""
+    return bargauge("Fullest listeners", description,
+                    f"topk(10, instance_address:sockdiag_listener_accept_queue:fill_ratio{{{SEL}}})",
+                    "{{instance}} {{address}}", "percentunit",
+                    steps=((None, "green"), (0.8, "orange"), (1, "red")), maximum=1)
+
 def table(title, description, expr, unit, *, mappings=None, steps=GREEN, hide=()):
     return {
         "type": "table", "title": title, "description": description, "datasource": DATASOURCE,
@@ -398,12 +406,9 @@ def overview():
                              "{{family}} {{protocol}} {{state}}")], "short"), 8, 8)
 
     d.row("Listeners")
-    d.add(bargauge("Fullest listeners", "The 10 listening addresses with the fullest accept queues (length / "
-                   "limit). Bad: above 80%: the application is not accepting fast enough; at 100% new "
-                   "connections are dropped. Details per address on the Listeners dashboard.",
-                   f"topk(10, instance_address:sockdiag_listener_accept_queue:fill_ratio{{{SEL}}})",
-                   "{{instance}} {{address}}", "percentunit",
-                   steps=((None, "green"), (0.8, "orange"), (1, "red")), maximum=1), 12, 8)
+    d.add(fullest_listeners("The 10 listening addresses with the fullest accept queues (length / limit). Bad: "
+                            "above 80%: the application is not accepting fast enough; at 100% new connections "
+                            "are dropped. Details per address on the Listeners dashboard."), 12, 8)
     d.add(timeseries("Accept queues by protocol", "Connections waiting for accept() summed over all listeners, "
                      "and the summed limits, per family and protocol. Bad: the waiting line rising towards "
                      "the dashed limit.",
@@ -501,12 +506,9 @@ def listeners():
                         "{{instance}} drops")]
 
     d.row("All listeners")
-    d.add(bargauge("Fullest listeners", "The 10 listening addresses with the fullest accept queues. Bad: above "
-                   "80% (alert SockdiagListenerAcceptQueueNearLimit after 10m); 100% means new connections "
-                   "are being dropped.",
-                   f"topk(10, instance_address:sockdiag_listener_accept_queue:fill_ratio{{{SEL}}})",
-                   "{{instance}} {{address}}", "percentunit",
-                   steps=((None, "green"), (0.8, "orange"), (1, "red")), maximum=1), 8, 8)
+    d.add(fullest_listeners("The 10 listening addresses with the fullest accept queues. Bad: above 80% (alert "
+                            "SockdiagListenerAcceptQueueNearLimit after 10m); 100% means new connections are being "
+                            "dropped."), 8, 8)
     d.add(timeseries("TCP listen overflows and drops (host-wide)", "Connections per second dropped because an "
                      "accept queue was full (ListenOverflows) and all listener drops (ListenDrops). The kernel "
                      "counts them per host (network namespace), not per listener. Bad: anything above zero "
