@@ -8,7 +8,7 @@ from sockdiag_exporter import metrics
 from sockdiag_exporter.collectors import REGISTRY
 from sockdiag_exporter.config import Config
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 README = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
 
 

@@ -14,7 +14,7 @@ import yaml
 
 from helpers import scrape
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GRAFANA = os.path.join(ROOT, "grafana")
 DASHBOARD_FILES = sorted(glob.glob(os.path.join(GRAFANA, "dashboards", "*.json")))
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}

@@ -6,7 +6,7 @@ import re
 import shutil
 import subprocess
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 UNITS = os.path.join(ROOT, "deploy", "systemd")
 SERVICE = os.path.join(UNITS, "sockdiag-exporter.service")
 

@@ -20,7 +20,7 @@ import urllib.parse
 import pytest
 import yaml
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROM_DIR = os.path.join(ROOT, "deploy", "prometheus")
 DASHBOARD_DIR = os.path.join(ROOT, "grafana", "dashboards")
 

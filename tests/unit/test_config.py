@@ -8,7 +8,7 @@ import pytest
 
 from sockdiag_exporter.config import Config, ConfigError, from_dict, load
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLE = os.path.join(ROOT, "deploy", "config.example.yml")
 
 

@@ -12,7 +12,7 @@ import yaml
 
 from sockdiag_exporter import metrics
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROM = os.path.join(ROOT, "deploy", "prometheus")
 RULE_FILES = [os.path.join(PROM, "rules.yml"), os.path.join(PROM, "alerts.yml")]
 UNIT_TESTS = sorted(glob.glob(os.path.join(PROM, "tests", "*.yml")))
