@@ -23,7 +23,8 @@ from sockdiag_exporter.collectors import REGISTRY  # noqa: E402
 from sockdiag_exporter.collectors.base import Samples  # noqa: E402
 from sockdiag_exporter.config import Config, load  # noqa: E402
 from sockdiag_exporter.diag import requests  # noqa: E402
-from sockdiag_exporter.service import build_context  # noqa: E402
+from sockdiag_exporter.diag.netlink import DiagStats  # noqa: E402
+from sockdiag_exporter.plan import build_plan  # noqa: E402
 
 FLOOR_REQUESTS = {
     "tcp": [requests.inet(socket.AF_INET, socket.IPPROTO_TCP), requests.inet(socket.AF_INET6, socket.IPPROTO_TCP)],
@@ -48,8 +49,8 @@ def floor(which: str) -> float:
     return time.perf_counter() - started
 
 
-CONTEXT = build_context(load(os.environ["SOCKDIAG_BENCH_CONFIG"]) if os.environ.get("SOCKDIAG_BENCH_CONFIG")
-                        else Config())
+CONTEXT = build_plan(load(os.environ["SOCKDIAG_BENCH_CONFIG"]) if os.environ.get("SOCKDIAG_BENCH_CONFIG")
+                     else Config(), DiagStats()).own
 
 
 def collect(name: str) -> float:

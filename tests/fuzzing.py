@@ -7,10 +7,10 @@ import struct
 
 from sockdiag_exporter.diag import constants as c
 from sockdiag_exporter.diag import requests
-from sockdiag_exporter.diag.decoder import NO_DETAIL, Detail, DumpDecoder, RecordDecoder, port_tables
+from sockdiag_exporter.diag.decoder import RecordDecoder, counting_decoder
 from sockdiag_exporter.diag.errors import DiagError
-from sockdiag_exporter.diag.procfs import parse_inet_table
-from sockdiag_exporter.diag.procfs_counters import parse_pairs_table, parse_snmp6
+from sockdiag_exporter.diag.procfs import parse_inet_table, parse_pairs_table, parse_snmp6
+from sockdiag_exporter.diag.tally import NO_DETAIL, Detail, port_tables
 
 SEQ = 1
 LAYOUTS = (requests.INET_LAYOUT, requests.INET_MEMORY_LAYOUT, requests.UNIX_LAYOUT, requests.UNIX_MEMORY_LAYOUT,
@@ -37,7 +37,7 @@ def decoder_target(choice: int, data: bytes) -> None:
             feed(RecordDecoder(layout, SEQ, "fuzz", extract), data)
         else:
             layout = LAYOUTS[choice % len(LAYOUTS)]
-            feed(DumpDecoder(layout, SEQ, "fuzz", DETAILS[(choice // 7) % len(DETAILS)]), data)
+            feed(counting_decoder(layout, SEQ, "fuzz", DETAILS[(choice // 7) % len(DETAILS)]), data)
     except DiagError:
         pass
 
@@ -45,7 +45,7 @@ def decoder_target(choice: int, data: bytes) -> None:
 def procfs_target(choice: int, text: str) -> None:
     """Parse text as /proc/net/raw (or udp ...), snmp/netstat, or snmp6."""
     try:
-        [lambda: parse_inet_table(text.splitlines(True), "fuzz", (0, 1024)),
+        [lambda: parse_inet_table(text, "fuzz", (0, 1024)),
          lambda: parse_pairs_table(text, "fuzz"),
          lambda: parse_snmp6(text, "fuzz")][choice % 3]()
     except DiagError:

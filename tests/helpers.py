@@ -16,9 +16,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from sockdiag_exporter.collectors import REGISTRY
+from sockdiag_exporter.collectors.base import Context
 from sockdiag_exporter.config import from_dict
-from sockdiag_exporter.scrape import RegistryAdapter
-from sockdiag_exporter.service import build_scraper
+from sockdiag_exporter.diag.netlink import DiagStats
+from sockdiag_exporter.plan import build_plan
+from sockdiag_exporter.scrape import RegistryAdapter, Scraper
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -151,17 +153,34 @@ def scrape(ns: NetNS, *collectors: str, unprivileged: bool = False, config: dict
     def work():
         if unprivileged:
             drop_thread_privileges()
-        scraper = build_scraper(from_dict(config or {}))
-        if collectors:
-            scraper.collectors = [REGISTRY[n] for n in collectors]
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(RegistryAdapter(scraper))
+        scraper = make_scraper(config, collectors)
         try:
-            return generate_latest(registry).decode()
+            return render(scraper)
         finally:
-            scraper.ctx.diag.close()
+            scraper.close()
 
     return Exposition(ns.run(work))
+
+
+def make_scraper(config: dict = None, collectors=(), diag=None) -> Scraper:
+    """A Scraper for the config (YAML as a dict), with only the given collectors (names or Collector objects) when
+    some are given, and diag (a DiagSocket) instead of its own when one is given."""
+    stats = DiagStats()
+    plan = build_plan(from_dict(config or {}), stats)
+    if collectors:
+        plan = plan._replace(collectors=tuple(REGISTRY[c] if isinstance(c, str) else c for c in collectors))
+    if diag is not None:
+        plan.own.close()
+        diag.stats = stats
+        plan = plan._replace(own=Context(diag, options=plan.own.options))
+    return Scraper(plan, stats)
+
+
+def render(scraper: Scraper) -> str:
+    """One collection in the text format, as /metrics serves it."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RegistryAdapter(scraper))
+    return generate_latest(registry).decode()
 
 
 def nonzero(table: dict) -> dict:

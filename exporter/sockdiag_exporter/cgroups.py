@@ -11,7 +11,7 @@ import os
 import time
 from typing import Dict, Optional
 
-from .namespaces import container_name
+from .containers import container_name
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,19 @@ def unavailable_reason(mount: str) -> Optional[str]:
     if not any(point == mount and fstype == "cgroup2" for point, fstype, _ in found):
         return f"no cgroup2 hierarchy is mounted at {mount} (a cgroup v1 host)"
     return None
+
+
+def cgroup_map(config) -> Optional["CgroupMap"]:
+    """The cgroup map when attribution is configured (config: a config.CgroupsConfig) and trustworthy here; said
+    once in the log when it is not."""
+    if not config.enabled:
+        return None
+    mount = config.mount or default_mount()
+    reason = unavailable_reason(mount)
+    if reason:
+        log.warning("cgroup attribution is off: %s", reason)
+        return None
+    return CgroupMap(mount, config.depth)
 
 
 def default_mount() -> str:

@@ -98,4 +98,4 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     from .service import Service  # the daemon's imports are not needed to check a config
 
-    return Service(config, lambda: resolve_all(args), security).run()
+    return Service(config, lambda: resolve_all(args), security, args.config_file or "").run()

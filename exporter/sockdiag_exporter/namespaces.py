@@ -10,7 +10,6 @@ CAP_SYS_PTRACE: without them the feature is switched off and said so once.
 import fnmatch
 import logging
 import os
-import re
 import threading
 from typing import Callable, Dict, List, NamedTuple, Optional
 
@@ -118,39 +117,6 @@ def run_inside(ns: Namespace, fn: Callable):
     return result["value"]
 
 
-# cgroup path -> (a name for what owns it), most specific first: Kubernetes pods, container engines, systemd units.
-CONTAINER_RULES = (
-    (r"kubepods.*?pod([0-9a-f_-]{36})", "pod-{0}"),
-    (r"(?:docker|cri-containerd|crio|libpod)-([0-9a-f]{12})[0-9a-f]*\.scope", "{0}"),
-    (r"/docker/([0-9a-f]{12})", "{0}"),
-    (r"machine-([^/]+)\.scope", "{0}"),
-    (r"/([^/]+\.service)$", "{0}"),
-)
-
-
-def process_cgroup(pid: int) -> str:
-    """The cgroup path of a process: the unified (v2) hierarchy's, else systemd's v1 one; "" if unknown."""
-    try:
-        with open(f"/proc/{pid}/cgroup") as f:
-            lines = [line.rstrip("\n").split(":", 2) for line in f]
-    except OSError:
-        return ""
-    for wanted in ("", "name=systemd"):
-        for hierarchy, controllers, path in (line for line in lines if len(line) == 3):
-            if controllers == wanted and (wanted or hierarchy == "0"):
-                return path
-    return ""
-
-
-def container_name(cgroup: str) -> str:
-    """The pod, container or systemd unit a cgroup path belongs to, by CONTAINER_RULES; "" when none matches."""
-    for pattern, name in CONTAINER_RULES:
-        match = re.search(pattern, cgroup)
-        if match:
-            return name.format(*match.groups())
-    return ""
-
-
 class NamespaceSet:
     """The namespaces one collection covers, each with its own Context (and cached diag socket).
 
@@ -170,7 +136,6 @@ class NamespaceSet:
         self.include, self.exclude, self.cap = tuple(include), tuple(exclude), cap
         self.make_context = make_context
         self.contexts: Dict[int, object] = {}
-        self.retired_dumps = self.retired_retries = 0
         self.own = own_namespace()
 
     def plan(self):
@@ -197,13 +162,7 @@ class NamespaceSet:
     def retire(self, live) -> None:
         """Close the diag sockets of namespaces not seen in this collection (they vanished, or were folded out)."""
         for inode in [i for i in self.contexts if i not in live]:
-            ctx = self.contexts.pop(inode)
-            self.retired_dumps += ctx.diag.dumps
-            self.retired_retries += ctx.diag.retried
-            ctx.diag.close()
+            self.contexts.pop(inode).close()
 
-    def dumps(self) -> int:
-        return self.retired_dumps + sum(ctx.diag.dumps for ctx in self.contexts.values())
-
-    def retries(self) -> int:
-        return self.retired_retries + sum(ctx.diag.retried for ctx in self.contexts.values())
+    def close(self) -> None:
+        self.retire(())

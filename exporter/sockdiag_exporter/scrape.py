@@ -1,78 +1,108 @@
-"""One collection: run the enabled collectors, time them, and assemble metric families (single-flight)."""
+"""One collection: run the plan's collectors (in every planned network namespace), time them, keep a failing one's
+error to itself, fold and budget series; the result is a Collection, rendered by the registry adapter."""
 
 import logging
 import platform
-from functools import partial
-import threading
 import time
-from typing import Dict, List, Optional, Sequence
+from functools import partial
+from typing import Dict, List, NamedTuple, Optional
 
 from prometheus_client.core import CounterMetricFamily, GaugeHistogramMetricFamily, GaugeMetricFamily
 
 from . import __version__
 from . import metrics as m
 from .collectors.base import Collector, Context, Samples
+from .containers import container_name, process_cgroup
 from .diag.errors import DiagError
-from .namespaces import NamespaceGone, NamespaceSet, container_name, process_cgroup, run_inside
+from .diag.netlink import DiagStats
+from .namespaces import NamespaceGone, NamespaceSet, run_inside
+from .plan import Plan, PlanHolder
+from .singleflight import SingleFlight
 
 log = logging.getLogger(__name__)
 
+IN_NETNS = " in netns "  # collector name + this + namespace label names a collector's run in another namespace
+
+
+class Collection(NamedTuple):
+    """What one collection found: every metric's samples, and how each collector fared."""
+
+    samples: Dict[m.Metric, list]
+    namespaced: bool  # samples carry a netns label first
+    finished: float  # wall-clock time at the end
+    duration: float  # seconds
+    errors: Dict[str, str]  # failing collector (in a namespace: "<collector> in netns <name>") -> its error
+    plan: Plan
+
+    @property
+    def sockets(self) -> int:
+        return int(sum(v for _, v in self.samples.get(m.SOCKETS, ())))
+
+    def families(self) -> List:
+        """prometheus_client metric families of every metric, in the order of metrics.ALL."""
+        return [_family(metric, self.samples[metric], self.namespaced) for metric in m.ALL if metric in self.samples]
+
 
 class Scraper:
-    """Runs collectors one after another; a failing collector loses only its own metrics.
+    """Runs the current plan's collectors; a failing collector loses only its own metrics.
 
-    series_budget (0: none) caps the series of one scrape by leaving out whole breakdowns, most detailed first.
+    Concurrent callers of collect() share the collection in flight. The counters of the exporter itself (dumps,
+    retries) and the memory of logged errors live here, outside the plan, so they survive reloads.
     """
 
-    def __init__(self, collectors: Sequence[Collector], ctx: Context, series_budget: int = 0,
-                 namespaces: Optional[NamespaceSet] = None, features: Optional[Dict[str, bool]] = None):
-        self.collectors = list(collectors)
-        self.ctx = ctx
-        self.series_budget = series_budget
-        self.namespaces = namespaces  # None: the exporter's own namespace only, and no netns label
-        self.features = features or {}  # configured optional features -> on
-        self.sparse = True  # other namespaces without zero-valued series (namespaces.sparse)
+    def __init__(self, plan: Plan, stats: DiagStats):
+        self.plans = PlanHolder(plan)
+        self.stats = stats
+        self.last: Optional[Collection] = None
+        self.collecting_since: Optional[float] = None  # monotonic start of the collection in flight
         self._last_error: Dict[str, Optional[str]] = {}
         self._last_dropped: tuple = ()
-        self.last_duration = 0.0
-        self.last_sockets = 0
-        self.last_failed = 0
-        self.collecting_since: Optional[float] = None  # monotonic start of the collection in flight
+        self.collect = SingleFlight(self._collect)
 
-    def collect(self) -> List:
-        """Metric families of one full collection."""
+    @property
+    def plan(self) -> Plan:
+        return self.plans.current
+
+    def swap(self, plan: Plan) -> None:
+        """Use plan from the next collection on (one in flight finishes with its own)."""
+        self.plans.swap(plan)
+
+    def close(self) -> None:
+        self.plans.close()
+
+    def _collect(self) -> Collection:
         started = self.collecting_since = time.monotonic()
+        plan = self.plans.take()
         try:
-            return self._collect(started)
+            collection = self._run_plan(plan, started)
         finally:
+            self.plans.give_back(plan)
             self.collecting_since = None
+        self.last = collection
+        return collection
 
-    def _collect(self, started: float) -> List:
-        collectors, ctx, namespaces = self.collectors, self.ctx, self.namespaces  # a reload may swap them
+    def _run_plan(self, plan: Plan, started: float) -> Collection:
         merged: Dict[m.Metric, list] = {}
-        durations = {col.name: 0.0 for col in collectors}
-        failed = set()
-        if namespaces is None:
-            self._collect_into(merged, collectors, ctx, (), durations, failed)
-            merged[m.NETLINK_DUMPS] = [((), ctx.diag.dumps)]
-            merged[m.NETLINK_DUMP_RETRIES] = [((), ctx.diag.retried)]
+        durations = {col.name: 0.0 for col in plan.collectors}
+        errors: Dict[str, str] = {}
+        if plan.namespaces is None:
+            self._collect_into(merged, plan.collectors, plan.own, (), durations, errors)
         else:
-            self._collect_namespaces(merged, collectors, namespaces, durations, failed)
-        if self.features:
-            merged[m.FEATURE_ENABLED] = [((feature,), int(on)) for feature, on in self.features.items()]
+            self._collect_namespaces(merged, plan, durations, errors)
+        merged[m.NETLINK_DUMPS] = [((), self.stats.dumps)]
+        merged[m.NETLINK_DUMP_RETRIES] = [((), self.stats.retries)]
+        if plan.features:
+            merged[m.FEATURE_ENABLED] = [((feature,), int(on)) for feature, on in plan.features.items()]
+        failed = {name.partition(IN_NETNS)[0] for name in errors}
         merged[m.COLLECTOR_DURATION] = [((name,), t) for name, t in durations.items()]
         merged[m.COLLECTOR_SUCCESS] = [((name,), 0 if name in failed else 1) for name in durations]
         merged[m.BUILD_INFO] = [((__version__, platform.python_version()), 1)]
-        self.last_sockets = sum(v for _, v in merged.get(m.SOCKETS, ()))
-        self.last_failed = len(failed)
-        if self.series_budget:
-            dropped = self._apply_budget(merged, self.series_budget)
+        if plan.series_budget:
+            dropped = self._apply_budget(merged, plan.series_budget)
             merged[m.SERIES_DROPPED] = [((name,), n) for name, n in dropped.items()]
-        self.last_duration = time.monotonic() - started
-        namespaced = namespaces is not None
-        return [_family(metric, merged[metric], namespaced) for metric in m.ALL if metric in merged]
+        return Collection(merged, plan.namespaces is not None, time.time(), time.monotonic() - started, errors, plan)
 
-    def _collect_into(self, merged, collectors, ctx, prefix: tuple, durations, failed, where: str = "",
+    def _collect_into(self, merged, collectors, ctx: Context, prefix: tuple, durations, errors, where: str = "",
                       sparse: bool = False) -> bool:
         """Run every collector with ctx; their samples, labels prefixed, into merged. True if all succeeded.
 
@@ -83,32 +113,32 @@ class Scraper:
         for col in collectors:
             t0 = time.monotonic()
             out = Samples()
-            ok = self._run(col, ctx, out, where)
+            ok = self._run(col, ctx, out, where, errors)
             durations[col.name] += time.monotonic() - t0
-            if ok:
-                for metric, samples in out.by_metric.items():
-                    if sparse:
-                        if metric in m.NOT_ADDITIVE:
-                            continue
-                        samples = [(labels, value) for labels, value in samples if _nonzero(metric, value)]
-                    if prefix and metric not in m.EXPORTER:
-                        samples = [(prefix + labels, value) for labels, value in samples]
-                    merged.setdefault(metric, []).extend(samples)
-            else:
-                failed.add(col.name)
+            if not ok:
                 ok_all = False
+                continue
+            for metric, samples in out.by_metric.items():
+                if sparse:
+                    if metric in m.NOT_ADDITIVE:
+                        continue
+                    samples = [(labels, value) for labels, value in samples if _nonzero(metric, value)]
+                if prefix and metric not in m.EXPORTER:
+                    samples = [(prefix + labels, value) for labels, value in samples]
+                merged.setdefault(metric, []).extend(samples)
         return ok_all
 
-    def _collect_namespaces(self, merged, collectors, namespaces: NamespaceSet, durations, failed) -> None:
+    def _collect_namespaces(self, merged, plan: Plan, durations, errors) -> None:
         """Collect every namespace inside it; the folded ones under netns="other"."""
+        namespaces: NamespaceSet = plan.namespaces
         kept, folded = namespaces.plan()
         seen = set()
         for index, ns in enumerate(kept + folded):
             label = ns.label if index < len(kept) else "other"
             ctx = namespaces.context(ns)
             try:
-                ok = run_inside(ns, partial(self._collect_into, merged, collectors, ctx, (label,), durations, failed,
-                                            f" in netns {ns.label}", sparse=index > 0 and self.sparse))
+                ok = run_inside(ns, partial(self._collect_into, merged, plan.collectors, ctx, (label,), durations,
+                                            errors, f"{IN_NETNS}{ns.label}", sparse=index > 0 and plan.sparse))
             except NamespaceGone:
                 log.debug("network namespace %s vanished during the collection", ns.label)
                 continue
@@ -123,8 +153,6 @@ class Scraper:
                     ((label, str(ns.inode), cgroup, container_name(cgroup)), 1))
         namespaces.retire(seen)
         merged[m.NETNS_FOLDED] = [((), len(folded))]
-        merged[m.NETLINK_DUMPS] = [((), namespaces.dumps())]
-        merged[m.NETLINK_DUMP_RETRIES] = [((), namespaces.retries())]
         if folded:
             for metric in list(merged):
                 if metric not in m.EXPORTER:
@@ -153,20 +181,21 @@ class Scraper:
             self._last_dropped = now
         return dropped
 
-    def _run(self, col: Collector, ctx: Context, out: Samples, where: str = "") -> bool:
-        name = f"collector {col.name}{where}"
+    def _run(self, col: Collector, ctx: Context, out: Samples, where: str, errors: Dict[str, str]) -> bool:
+        name = f"{col.name}{where}"
         try:
             col.collect(ctx, out)
         except DiagError as e:
-            self._failed(name, str(e), col.name)
-            return False
+            errors[name] = str(e)
         except Exception as e:  # a bug must not take the other collectors down
-            log.debug("%s raised", name, exc_info=True)
-            self._failed(name, f"{type(e).__name__}: {e}", col.name)
+            log.debug("collector %s raised", name, exc_info=True)
+            errors[name] = f"{type(e).__name__}: {e}"
+        if name in errors:
+            self._failed(f"collector {name}", errors[name], col.name)
             return False
-        if self._last_error.get(name):
-            log.info("%s recovered", name, extra={"COLLECTOR": col.name})
-        self._last_error[name] = None
+        if self._last_error.get(f"collector {name}"):
+            log.info("collector %s recovered", name, extra={"COLLECTOR": col.name})
+        self._last_error[f"collector {name}"] = None
         return True
 
     def _failed(self, name: str, error: str, collector: str = "") -> None:
@@ -219,50 +248,11 @@ def _family(metric: m.Metric, samples: list, namespaced: bool = False):
     return family
 
 
-class SingleFlight:
-    """Concurrent callers share one in-flight call; a call that starts after it finished runs anew."""
-
-    def __init__(self, fn):
-        self._fn = fn
-        self._lock = threading.Lock()
-        self._flight = None
-
-    def __call__(self):
-        with self._lock:
-            flight = self._flight
-            leader = flight is None
-            if leader:
-                flight = self._flight = _Flight()
-        if leader:
-            try:
-                flight.result = self._fn()
-            except BaseException as e:  # handed to every waiter
-                flight.error = e
-            finally:
-                with self._lock:
-                    self._flight = None
-                flight.done.set()
-        else:
-            flight.done.wait()
-        if flight.error is not None:
-            raise flight.error
-        return flight.result
-
-
-class _Flight:
-    __slots__ = ("done", "result", "error")
-
-    def __init__(self):
-        self.done = threading.Event()
-        self.result = None
-        self.error = None
-
-
 class RegistryAdapter:
-    """A prometheus-client collector whose collect() is one single-flight Scraper collection."""
+    """A prometheus-client collector whose collect() is one (shared) Scraper collection."""
 
     def __init__(self, scraper: Scraper):
-        self._collect = SingleFlight(scraper.collect)
+        self._scraper = scraper
 
     def collect(self):
-        return self._collect()
+        return self._scraper.collect().families()

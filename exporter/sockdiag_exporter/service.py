@@ -11,64 +11,16 @@ from typing import Callable, Optional, Tuple
 from prometheus_client import CollectorRegistry, ProcessCollector
 
 from . import __version__, logsetup, systemd_support
-from .collectors.base import Context, Options
 from .config import Config, ConfigError
-from .cgroups import CgroupMap, default_mount, unavailable_reason
-from .diag import constants as c
-from .diag.decoder import Detail, port_tables
-from .diag.netlink import DiagSocket
-from .namespaces import NamespaceSet
-from .scrape import RegistryAdapter, Scraper
+from .diag.netlink import DiagStats
+from .plan import build_plan
+from .scrape import IN_NETNS, RegistryAdapter, Scraper
 from .web import App, Server
 from .webconfig import NO_SECURITY, WebSecurity
 
 log = logging.getLogger("sockdiag_exporter")
 
 STATUS_INTERVAL = 10.0  # seconds between STATUS= updates (and health checks) when no watchdog asks for more
-
-
-def build_cgroups(config: Config) -> Optional[CgroupMap]:
-    """The cgroup map when attribution is configured and trustworthy here; said once when it is not."""
-    cg = config.cgroups
-    if not cg.enabled:
-        return None
-    mount = cg.mount or default_mount()
-    reason = unavailable_reason(mount)
-    if reason:
-        log.warning("cgroup attribution is off: %s", reason)
-        return None
-    return CgroupMap(mount, cg.depth)
-
-
-def build_options(config: Config, cgroups: Optional[CgroupMap] = None) -> Options:
-    groups = list(config.port_groups.items())
-    detail = Detail(
-        config.histograms.buckets if config.histograms.enabled else (),
-        port_tables([(g.local, g.remote) for _, g in groups]) if groups else None,
-        c.INET_DIAG_CGROUP_ID if cgroups else 0,
-    )
-    return Options(detail, tuple(name for name, _ in groups), frozenset(config.memory.collectors),
-                   config.listeners.max_series, cgroups, config.cgroups.max_series)
-
-
-def build_context(config: Config, cgroups: Optional[CgroupMap] = None) -> Context:
-    nl = config.netlink
-    diag = DiagSocket(nl.receive_buffer_bytes, nl.timeout_seconds, nl.dump_retries)
-    return Context(diag, nl.recheck_unsupported_seconds, build_options(config, cgroups))
-
-
-def build_scraper(config: Config) -> Scraper:
-    cgroups = build_cgroups(config)
-    ns = config.namespaces
-    namespaces = NamespaceSet(ns.named, ns.processes, ns.include, ns.exclude, ns.max_namespaces,
-                              lambda: build_context(config, cgroups)) if ns.enabled else None
-    features = dict(namespaces.enabled) if namespaces else {}
-    if config.cgroups.enabled:
-        features["cgroup_attribution"] = cgroups is not None
-    scraper = Scraper(config.enabled_collectors(), build_context(config, cgroups), config.series_budget, namespaces,
-                      features)
-    scraper.sparse = ns.sparse
-    return scraper
 
 
 def limit_malloc_arenas(arenas: int = 2) -> None:
@@ -84,11 +36,13 @@ class Service:
     """One running exporter."""
 
     def __init__(self, config: Config, reload_config: Callable[[], Tuple[Config, WebSecurity]],
-                 security: WebSecurity = NO_SECURITY):
+                 security: WebSecurity = NO_SECURITY, config_file: str = ""):
         self.config = config
         self.security = security
+        self.config_file = config_file
         self._reload_config = reload_config
-        self.scraper = build_scraper(config)
+        stats = DiagStats()
+        self.scraper = Scraper(build_plan(config, stats, config_file), stats)
         self._wake = threading.Event()
         self._stop = False
         self._reload = False
@@ -115,7 +69,7 @@ class Service:
         where = f"the socket systemd passed ({server.socket.getsockname()[:2]})" if activated else \
             self.config.web.listen_address
         log.info("sockdiag_exporter %s listening on %s, metrics at %s; collectors: %s", __version__, where,
-                 self.config.web.telemetry_path, ", ".join(c.name for c in self.scraper.collectors) or "none")
+                 self.config.web.telemetry_path, ", ".join(c.name for c in self.scraper.plan.collectors) or "none")
         systemd_support.notify("READY=1", f"STATUS={self.status()}", f"MAINPID={os.getpid()}")
         watchdog = systemd_support.watchdog_interval()
         tick = min(watchdog or STATUS_INTERVAL, STATUS_INTERVAL) if systemd_support.supervised() else None
@@ -141,17 +95,18 @@ class Service:
         systemd_support.notify("STOPPING=1")
         server.shutdown()
         server.server_close()
-        self.scraper.ctx.diag.close()
+        self.scraper.close()
         return 0
 
     def status(self) -> str:
         """A one-line summary for systemctl status."""
-        s = self.scraper
-        if not s.last_duration:
+        last = self.scraper.last
+        if last is None:
             return "serving, no scrape yet"
-        failing = f"{s.last_failed} of {len(s.collectors)} collectors failing" if s.last_failed else \
-            f"{len(s.collectors)} collectors ok"
-        return f"last scrape {s.last_duration:.3f}s, {int(s.last_sockets)} sockets, {failing}"
+        count = len(last.plan.collectors)
+        failing = len({name.partition(IN_NETNS)[0] for name in last.errors})
+        health = f"{failing} of {count} collectors failing" if failing else f"{count} collectors ok"
+        return f"last scrape {last.duration:.3f}s, {last.sockets} sockets, {health}"
 
     def health(self, server: Server, watchdog: Optional[float]) -> Optional[str]:
         """None if the exporter works (the HTTP server answers; no collection hangs), else what is wrong."""
@@ -181,15 +136,10 @@ class Service:
         if new.web.listen_address != self.config.web.listen_address:
             log.warning("web.listen_address changed to %s: restart to apply it", new.web.listen_address)
         logsetup.setup(new.log.level, new.log.format)
-        fresh = build_scraper(new)  # the old diag sockets close when a collection in flight lets go of them
-        self.scraper.ctx, self.scraper.namespaces = fresh.ctx, fresh.namespaces
-        self.scraper.collectors = fresh.collectors
-        self.scraper.series_budget = fresh.series_budget
-        self.scraper.features = fresh.features
-        self.scraper.sparse = fresh.sparse
+        self.scraper.swap(build_plan(new, self.scraper.stats, self.config_file))
         self.app.telemetry_path = new.web.telemetry_path
         if server is not None:
             server.secure(security)
         self.config, self.security = new, security
-        log.info("configuration reloaded; collectors: %s", ", ".join(c.name for c in self.scraper.collectors))
+        log.info("configuration reloaded; collectors: %s", ", ".join(c.name for c in self.scraper.plan.collectors))
         return True

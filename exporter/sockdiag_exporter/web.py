@@ -17,7 +17,7 @@ from prometheus_client.exposition import choose_encoder
 
 from . import __version__
 from .config import parse_listen_address
-from .scrape import SingleFlight
+from .singleflight import SingleFlight
 from .webconfig import NO_SECURITY, Authenticator, RateLimiter, WebSecurity
 
 log = logging.getLogger(__name__)

@@ -9,16 +9,14 @@ import socket
 import pytest
 from prometheus_client import CollectorRegistry
 
-from helpers import Exposition
+from helpers import Exposition, make_scraper
 
-from sockdiag_exporter.collectors import REGISTRY
-from sockdiag_exporter.config import Config
 from sockdiag_exporter.diag import constants as c
 from sockdiag_exporter.diag import requests
 from sockdiag_exporter.diag.errors import from_errno
 from sockdiag_exporter.diag.netlink import DiagSocket
-from sockdiag_exporter.scrape import RegistryAdapter, Scraper
-from sockdiag_exporter.service import build_context
+from sockdiag_exporter.collectors.base import Context
+from sockdiag_exporter.scrape import RegistryAdapter
 from sockdiag_exporter.web import App, Server
 
 
@@ -31,7 +29,7 @@ class Faulty(DiagSocket):
 
     def _dump_once(self, request, what, make_decoder):
         if request[1] == self.protocol and request[0] in (c.AF_INET, c.AF_INET6):
-            self.dumps += 1
+            self.stats.dumps += 1
             if self.fault == "dump_intr":  # the reply came, flagged inconsistent
                 decoder = make_decoder(self._seq)
                 decoder.interrupted = True
@@ -45,9 +43,7 @@ def serve():
     servers = []
 
     def start(diag):
-        ctx = build_context(Config())
-        ctx.diag = diag
-        scraper = Scraper([REGISTRY[n] for n in ("tcp", "udp", "unix", "sctp")], ctx)
+        scraper = make_scraper(collectors=["tcp", "udp", "unix", "sctp"], diag=diag)
         registry = CollectorRegistry(auto_describe=False)
         registry.register(RegistryAdapter(scraper))
         with socket.socket() as probe:  # a free port
@@ -122,7 +118,7 @@ def test_a_recovered_collector_says_so_once(serve, caplog):
 def test_a_remembered_refusal_does_not_keep_old_collections_alive():
     """Found by the soak test: re-raising one kept DiagUnsupported chained every collection's frames onto its
     traceback (650 KB a scrape). Each refusal from memory is a fresh exception now."""
-    ctx = build_context(Config())
+    ctx = Context(DiagSocket())
     request = bytes([99]) + bytes(23)  # family 99: refused by every kernel
     raised = []
     for _ in range(3):
@@ -131,4 +127,4 @@ def test_a_remembered_refusal_does_not_keep_old_collections_alive():
         except Exception as e:
             raised.append(e)
     assert len({id(e) for e in raised}) == 3 and all(type(e).__name__ == "DiagUnsupported" for e in raised)
-    assert ctx.diag.dumps == 1  # only the first one asked the kernel
+    assert ctx.diag.stats.dumps == 1  # only the first one asked the kernel

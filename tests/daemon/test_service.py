@@ -11,7 +11,7 @@ import time
 
 from helpers import PORT, Exposition
 
-from sockdiag_exporter.scrape import SingleFlight
+from sockdiag_exporter.singleflight import SingleFlight
 
 def test_metrics_pass_promtool_and_landing_page_links_them(daemon):
     d = daemon()

@@ -6,7 +6,9 @@ import time
 
 import pytest
 
-from helpers import fill_send_queue, nonzero, scrape, ss_by_state, wait_until
+from helpers import Exposition, fill_send_queue, make_scraper, nonzero, render, scrape, ss_by_state, wait_until
+
+from sockdiag_exporter.diag.netlink import DiagSocket
 
 FAMILIES = [(socket.AF_INET, "inet", "127.0.0.1", "-4"), (socket.AF_INET6, "inet6", "::1", "-6")]
 IPPROTO_UDPLITE = 136
@@ -194,8 +196,9 @@ def test_bound_only_tcp_socket_is_not_dumped(netns):
 
 
 def test_thousands_of_sockets_stream_through_many_buffers_like_ss(netns, monkeypatch):
-    """Enough sockets for many receive buffers and long uniform runs (the strided path), broken by TIME_WAIT."""
-    from sockdiag_exporter.diag import decoder
+    """Enough sockets for many receive buffers and long uniform runs (the run path), broken by TIME_WAIT; the same
+    numbers with the run path switched off."""
+    from sockdiag_exporter.diag import runs as run_path
 
     def work():
         server = socket.socket()
@@ -216,12 +219,14 @@ def test_thousands_of_sockets_stream_through_many_buffers_like_ss(netns, monkeyp
     netns.run(work)
     time.sleep(0.3)
     runs = []
-    original = decoder.DumpDecoder._tally_run
-    monkeypatch.setattr(decoder.DumpDecoder, "_tally_run", lambda self, *a: runs.append(a[-1]) or original(self, *a))
+    original = run_path.Runs._tally
+    monkeypatch.setattr(run_path.Runs, "_tally", lambda self, *a: runs.append(a[-1]) or original(self, *a))
     fast = scrape(netns, "tcp").by_state(family="inet", protocol="tcp")
-    assert sum(runs) > 2000  # thousands of messages went through the strided path
-    monkeypatch.setattr(decoder, "MIN_RUN", 10 ** 9)
-    slow = scrape(netns, "tcp").by_state(family="inet", protocol="tcp")
+    assert sum(runs) > 2000  # thousands of messages went through the run path
+    runs.clear()
+    slow = Exposition(netns.run(lambda: render(make_scraper(collectors=["tcp"], diag=DiagSocket(min_run=0)))))
+    slow = slow.by_state(family="inet", protocol="tcp")
+    assert not runs
     theirs = ss_by_state(netns.ss("-t", "-a", "-4"), "close")
     assert nonzero(fast) == nonzero(slow) == theirs
     assert theirs["established"][0] == 5200 and theirs["time_wait"][0] == 100

@@ -1,10 +1,15 @@
 """Families this kernel may lack: reported as unavailable (never silently zero), counted where present."""
 
 import socket
+import struct
 
 import pytest
 
 from helpers import scrape
+
+from sockdiag_exporter.diag import requests
+from sockdiag_exporter.diag.errors import DiagUnsupported
+from sockdiag_exporter.diag.netlink import DiagSocket
 
 # (collector, family label, protocol label, how to make one socket of it)
 FAMILIES = [
@@ -39,3 +44,10 @@ def test_family_is_counted_or_reported_unavailable(netns, collector, family, pro
         assert counted >= 1
     else:  # the protocol exists but its diag module does not: still reported, not silently zero
         assert not exposition.select("sockdiag_sockets", family=family, protocol=protocol)
+
+
+def test_unknown_family_on_the_real_kernel_is_unsupported():
+    diag = DiagSocket()
+    with pytest.raises(DiagUnsupported):
+        diag.dump(struct.pack("=BBHIIIII", 99, 0, 0, 0, 0, 0, 0, 0), requests.INET_LAYOUT, "family 99")
+    diag.close()

@@ -9,16 +9,13 @@ import sys
 import threading
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
 
-from helpers import Exposition, NetNS, drop_thread_privileges, nonzero, ss_by_state, ss_rows
+from helpers import Exposition, NetNS, drop_thread_privileges, make_scraper, nonzero, render, ss_by_state, ss_rows
 
-from sockdiag_exporter.config import from_dict
-from sockdiag_exporter.namespaces import NamespaceSet, container_name, own_namespace
+from sockdiag_exporter.containers import container_name
+from sockdiag_exporter.namespaces import NamespaceSet, own_namespace
 
 OWN = own_namespace().label  # "host", or "self" where pid 1's namespace cannot be compared
-from sockdiag_exporter.scrape import RegistryAdapter
-from sockdiag_exporter.service import build_scraper
 
 
 @pytest.fixture
@@ -50,10 +47,8 @@ def namespaces():
 
 
 def collect(config: dict) -> Exposition:
-    scraper = build_scraper(from_dict(config))
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(RegistryAdapter(scraper))
-    exposition = Exposition(generate_latest(registry).decode())
+    scraper = make_scraper(config)
+    exposition = Exposition(render(scraper))
     exposition.scraper = scraper
     return exposition
 
@@ -86,18 +81,16 @@ def test_every_named_namespace_exactly_and_a_vanished_one_quietly(namespaces, ca
 
 def test_a_namespace_deleted_between_scrapes_of_one_scraper(namespaces, caplog):
     keep, doomed = namespaces(1), namespaces(4)
-    scraper = build_scraper(from_dict({"namespaces": {"named": True, "include": [keep.name, doomed.name]}}))
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(RegistryAdapter(scraper))
-    first = Exposition(generate_latest(registry).decode())
+    scraper = make_scraper({"namespaces": {"named": True, "include": [keep.name, doomed.name]}})
+    first = Exposition(render(scraper))
     assert first.select("sockdiag_sockets", netns=doomed.name)
-    sockets_before = len(scraper.namespaces.contexts)
+    sockets_before = len(scraper.plan.namespaces.contexts)
     doomed.delete()
     with caplog.at_level(logging.WARNING):
-        second = Exposition(generate_latest(registry).decode())
+        second = Exposition(render(scraper))
     assert not second.select("sockdiag_sockets", netns=doomed.name)
     assert second.select("sockdiag_sockets", netns=keep.name)
-    assert len(scraper.namespaces.contexts) == sockets_before - 1  # its cached diag socket was closed
+    assert len(scraper.plan.namespaces.contexts) == sockets_before - 1  # its cached diag socket was closed
     assert second.value("sockdiag_netlink_dumps_total") > first.value("sockdiag_netlink_dumps_total")
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 

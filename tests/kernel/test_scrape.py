@@ -2,15 +2,11 @@
 
 import logging
 
-from prometheus_client import CollectorRegistry, generate_latest
+import helpers
+from helpers import Exposition, make_scraper
 
-from helpers import Exposition
-
-from sockdiag_exporter.collectors import REGISTRY
-from sockdiag_exporter.collectors.base import Collector, Context
+from sockdiag_exporter.collectors.base import Collector
 from sockdiag_exporter.diag.errors import DiagPermissionError
-from sockdiag_exporter.diag.netlink import DiagSocket
-from sockdiag_exporter.scrape import RegistryAdapter, Scraper
 
 
 class Broken(Collector):
@@ -24,15 +20,12 @@ class Broken(Collector):
 
 
 def render(scraper):
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(RegistryAdapter(scraper))
-    return Exposition(generate_latest(registry).decode())
+    return Exposition(helpers.render(scraper))
 
 
 def test_failing_collectors_fail_alone_and_log_once_per_error(netns, caplog):
-    scraper = Scraper([Broken("perm", DiagPermissionError("tcp dump: Operation not permitted (EPERM)")),
-                       Broken("bug", ZeroDivisionError("division by zero")), REGISTRY["unix"]],
-                      Context(DiagSocket()))
+    scraper = make_scraper(collectors=[Broken("perm", DiagPermissionError("tcp dump: Operation not permitted (EPERM)")),
+                                       Broken("bug", ZeroDivisionError("division by zero")), "unix"])
     with caplog.at_level(logging.WARNING):
         first = netns.run(render, scraper)
         netns.run(render, scraper)
@@ -47,7 +40,7 @@ def test_failing_collectors_fail_alone_and_log_once_per_error(netns, caplog):
 
 
 def test_dump_counter_counts_collections(netns):
-    scraper = Scraper([REGISTRY["tcp"], REGISTRY["unix"]], Context(DiagSocket()))
+    scraper = make_scraper(collectors=["tcp", "unix"])
     first = netns.run(render, scraper).value("sockdiag_netlink_dumps_total")
     second = netns.run(render, scraper).value("sockdiag_netlink_dumps_total")
     assert first == 6 and second == 12  # tcp: inet + inet6, each sockets + listeners; unix: sockets + listeners

@@ -6,10 +6,11 @@ from .. import metrics as m
 from ..diag import constants as c
 from ..diag import requests
 from ..diag.errors import DiagUnsupported
-from ..diag.procfs import read_inet_table
+from ..diag.procfs import parse_inet_table
 from . import names
-from .base import (Collector, Context, Listener, Samples, by_state_name, dump_or_none, emit_cgroups,
-                   emit_histograms, emit_listeners, emit_port_groups, emit_states, interface_address)
+from .base import Collector, Context, Samples, dump_or_none
+from .emit import emit_cgroups, emit_port_groups, emit_tally
+from .listeners import Listener, emit_listeners, interface_address
 
 FAMILIES = ((c.AF_INET, "inet", ""), (c.AF_INET6, "inet6", "6"))
 LISTEN = names.TCP_STATES[c.TCP_LISTEN]
@@ -55,7 +56,7 @@ class InetCollector(Collector):
         proto, opts = self.protocol, ctx.options
         memory = proto.name in opts.memory
         layout = requests.INET_MEMORY_LAYOUT if memory else requests.INET_LAYOUT
-        width = 3 + (c.SK_MEMINFO_VARS if memory else 0)
+        width = 1 + layout.nvalues
         states = requests.INET_ALL_STATES & ~requests.LISTEN_STATES if proto.listeners else requests.INET_ALL_STATES
         listeners, present = [], []
         for family_number, family, suffix in FAMILIES:
@@ -63,8 +64,9 @@ class InetCollector(Collector):
             request = requests.inet(family_number, proto.number, states, memory)
             tally = dump_or_none(ctx, out, request, layout, family, proto.name, what, opts.detail)
             if tally is None and proto.procfs:
+                name = proto.procfs + suffix
                 try:
-                    tally = read_inet_table(proto.procfs + suffix, opts.detail.bounds)
+                    tally = parse_inet_table(ctx.proc.read(name), name, opts.detail.bounds)
                 except DiagUnsupported:
                     continue
                 out.add(m.SOURCE_INFO, (family, proto.name, "procfs"), 1)
@@ -72,31 +74,27 @@ class InetCollector(Collector):
                 continue
             labels = (family, proto.socket_type, proto.name)
             present.append(labels)
+            listen_row, group_listeners, cgroup_listeners = [0] * width, {}, {}
             if proto.listeners:
                 found = ctx.records(requests.inet(family_number, proto.number, requests.LISTEN_STATES, memory),
                                     requests.INET_LAYOUT, f"{family} {proto.name} listener dump",
                                     requests.inet_listener)
-                row = tally.row(c.TCP_LISTEN)
-                groups = opts.detail.port_groups
-                for address, ifindex, length, limit, mem, port, cgroup in found:
-                    for i, value in enumerate((1, length, limit) + mem):
-                        row[i] += value
-                    if opts.cgroups:
-                        owner = tally.cgroups.setdefault(cgroup << 8 | c.TCP_LISTEN, [0, 0, 0])
-                        owner[0] += 1
-                    listeners.append(Listener(*labels, interface_address(address, ifindex), length, limit))
-                    if groups and groups[0][port]:
-                        group = tally.groups.setdefault(groups[0][port] << 8 | c.TCP_LISTEN, [0, 0, 0])
-                        group[0] += 1
-            counts = by_state_name(tally.items(), proto.states, width)
-            emit_states(out, labels, counts, LISTEN)
-            data = [key for key in tally if names.state_name(proto.states, key) != LISTEN]
-            emit_histograms(out, labels, (tally.hist[k] for k in data if k in tally.hist), opts.detail.bounds,
-                            (sum(tally[k][1] for k in data), sum(tally[k][2] for k in data)))
+                for rec in found:
+                    for i, value in enumerate((1, rec.length, rec.limit) + rec.memory):
+                        listen_row[i] += value
+                    for group in opts.port_groups:
+                        if rec.port in group.local:
+                            group_listeners[group.name] = group_listeners.get(group.name, 0) + 1
+                    cgroup_listeners[rec.cgroup] = cgroup_listeners.get(rec.cgroup, 0) + 1
+                    listeners.append(Listener(*labels, interface_address(rec.address, rec.ifindex), rec.length,
+                                              rec.limit))
+            emit_tally(out, tally, lambda key, labels=labels: (labels, proto.states, key.state), width, LISTEN,
+                       always=[(labels, proto.states)],
+                       extra={labels: {LISTEN: listen_row}} if proto.listeners else None)
             if opts.port_groups:
-                emit_port_groups(out, ctx, family, proto.name, tally.groups, proto.states, LISTEN)
+                emit_port_groups(out, opts, family, proto.name, tally, proto.states, LISTEN, group_listeners)
             if opts.cgroups:
-                emit_cgroups(out, ctx, family, proto.name, tally.cgroups, proto.states, LISTEN)
+                emit_cgroups(out, opts, family, proto.name, tally, proto.states, LISTEN, cgroup_listeners)
         if proto.listeners:
             emit_listeners(out, listeners, opts.max_listeners, present)
 

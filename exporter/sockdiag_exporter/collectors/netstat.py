@@ -2,7 +2,7 @@
 
 from .. import metrics as m
 from ..diag.errors import DiagUnsupported
-from ..diag.procfs_counters import read_counters
+from ..diag.procfs import read_counters
 from .base import Collector, Context, Samples
 
 # (metric, family, protocol, /proc/net table, counter name)
@@ -26,9 +26,9 @@ class NetstatCollector(Collector):
     help = "UDP receive errors and TCP listen overflow counters from /proc/net/snmp{,6} and netstat"
 
     def collect(self, ctx: Context, out: Samples) -> None:
-        tables = {"snmp": read_counters("snmp"), "netstat": read_counters("netstat")}
+        tables = {"snmp": read_counters(ctx.proc, "snmp"), "netstat": read_counters(ctx.proc, "netstat")}
         try:
-            tables["snmp6"] = read_counters("snmp6")
+            tables["snmp6"] = read_counters(ctx.proc, "snmp6")
         except DiagUnsupported:  # IPv6 disabled: no snmp6
             tables["snmp6"] = {}
         for metric, family, protocol, table, counter in UDP_COUNTERS:

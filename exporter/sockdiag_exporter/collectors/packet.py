@@ -1,9 +1,9 @@
 """Packet (AF_PACKET) sockets by socket type and ethertype through packet_diag; queues from SK_MEMINFO."""
 
-from ..diag import constants as c
 from ..diag import requests
 from . import names
-from .base import Collector, Context, Samples, dump_or_none, emit_histograms, emit_states
+from .base import Collector, Context, Samples, dump_or_none
+from .emit import emit_tally
 
 
 class PacketCollector(Collector):
@@ -20,12 +20,9 @@ class PacketCollector(Collector):
         tally = dump_or_none(ctx, out, requests.packet(), layout, "packet", "", "packet dump", opts.detail)
         if tally is None:
             return
-        width = 3 + (c.SK_MEMINFO_VARS if memory else 0)
-        for word, row in sorted(tally.items()):  # word = family | type << 8 | pdiag_num << 16
-            labels = ("packet", names.socket_type_name((word >> 8) & 0xFF), names.ethertype_name(word >> 16))
-            emit_states(out, labels, {"": row[:width]}, None)
-            emit_histograms(out, labels, [tally.hist[word]] if word in tally.hist else [], opts.detail.bounds,
-                            (row[1], row[2]))
+        emit_tally(out, tally, lambda key: (
+            ("packet", names.socket_type_name(key.type), names.ethertype_name(key.protocol)), None, 0),
+            1 + layout.nvalues)
 
 
 COLLECTORS = (PacketCollector(),)

@@ -1,25 +1,36 @@
-"""/proc/net fallbacks for protocols whose sock_diag handler is missing, parsed the way ss parses them."""
+"""/proc/net files of the calling thread's network namespace: the fallback tables for protocols whose sock_diag
+handler is missing (parsed the way ss parses them) and the monotonic protocol counters (snmp, snmp6, netstat)."""
 
 import os
 from bisect import bisect_left
+from typing import Dict
 
-from .decoder import Tally
 from .errors import DiagMalformed, from_errno
 from .requests import INET_LAYOUT
+from .tally import Tally
 
 
-def proc_net_path(name: str) -> str:
-    """/proc/thread-self/net/<name>: the calling thread's network namespace (setns is per thread)."""
-    if os.path.isdir("/proc/thread-self/net"):
-        return f"/proc/thread-self/net/{name}"
-    return f"/proc/net/{name}"
+class ProcNet:
+    """Reads /proc/thread-self/net/<name>: the calling thread's network namespace (setns is per thread).
+    Replay tests substitute an object with the same read()."""
+
+    def __init__(self):
+        self.root = "/proc/thread-self/net" if os.path.isdir("/proc/thread-self/net") else "/proc/net"
+
+    def read(self, name: str) -> str:
+        path = f"{self.root}/{name}"
+        try:
+            with open(path, encoding="ascii", errors="replace") as f:
+                return f.read()
+        except OSError as e:
+            raise from_errno(e.errno, f"reading {path}") from None
 
 
-def parse_inet_table(lines, what: str, bounds=()) -> Tally:
-    """Tally a /proc/net/{raw,raw6,udp,...} table: key = st, values = rx_queue, tx_queue (as in inet_diag_msg),
-    with queue histograms over bounds as the decoder makes them."""
-    tally = Tally(INET_LAYOUT.nvalues)
-    for number, line in enumerate(lines):
+def parse_inet_table(text: str, what: str, bounds=()) -> Tally:
+    """Tally a /proc/net/{raw,raw6,udp,...} table like an inet dump: key = st, values = rx_queue, tx_queue,
+    with queue histograms over bounds."""
+    tally = Tally(INET_LAYOUT, tuple(bounds))
+    for number, line in enumerate(text.splitlines()):
         if number == 0 or not line.strip():
             continue  # the header
         fields = line.split()
@@ -35,17 +46,43 @@ def parse_inet_table(lines, what: str, bounds=()) -> Tally:
         row[1] += rx_queue
         row[2] += tx_queue
         if bounds:
-            hist = tally.hist.setdefault(state, [[0] * (len(bounds) + 1), [0] * (len(bounds) + 1)])
-            hist[0][bisect_left(bounds, rx_queue)] += 1
-            hist[1][bisect_left(bounds, tx_queue)] += 1
+            tally.add_hist(state, 0, bisect_left(bounds, rx_queue))
+            tally.add_hist(state, 1, bisect_left(bounds, tx_queue))
     return tally
 
 
-def read_inet_table(name: str, bounds=()) -> Tally:
-    """Read and tally /proc/net/<name> of the calling thread's namespace."""
-    path = proc_net_path(name)
-    try:
-        with open(path, encoding="ascii", errors="replace") as f:
-            return parse_inet_table(f, path, bounds)
-    except OSError as e:
-        raise from_errno(e.errno, f"reading {path}") from None
+def parse_pairs_table(text: str, what: str) -> Dict[str, int]:
+    """'Prefix: names...' / 'Prefix: values...' line pairs (snmp, netstat) -> {"PrefixName": value}."""
+    counters = {}
+    lines = [line.split() for line in text.splitlines() if line.strip()]
+    for names, values in zip(lines[::2], lines[1::2]):
+        if names[0] != values[0] or len(names) != len(values) or not names[0].endswith(":"):
+            raise DiagMalformed(f"{what}: header and values of {names[0]!r} do not match")
+        prefix = names[0][:-1]
+        for name, value in zip(names[1:], values[1:]):
+            try:
+                counters[prefix + name] = int(value)
+            except ValueError:
+                raise DiagMalformed(f"{what}: {prefix}{name} is {value!r}, not a number") from None
+    return counters
+
+
+def parse_snmp6(text: str, what: str) -> Dict[str, int]:
+    """'Name value' lines (snmp6) -> {name: value}."""
+    counters = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if not fields:
+            continue
+        try:
+            name, value = fields
+            counters[name] = int(value)
+        except ValueError:
+            raise DiagMalformed(f"{what}: cannot parse {line.strip()[:80]!r}") from None
+    return counters
+
+
+def read_counters(proc: ProcNet, name: str) -> Dict[str, int]:
+    """Counters of /proc/net/<name> (snmp, snmp6 or netstat); snmp6 is absent where IPv6 is disabled."""
+    text = proc.read(name)
+    return parse_snmp6(text, name) if name == "snmp6" else parse_pairs_table(text, name)

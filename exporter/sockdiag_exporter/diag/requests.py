@@ -8,9 +8,11 @@ Values of every layout: receive queue, send queue, then (memory layouts) the SK_
 
 import socket
 import struct
+from typing import NamedTuple
 
 from . import constants as c
-from .decoder import Layout, walk_attrs
+from .attrs import walk_attrs
+from .layout import Layout
 
 # Every TCP state (bits 1..12), as `ss -a` asks. Not TCP_BOUND_INACTIVE (bit 13, kernel >= 6.8: sockets bound but
 # never listening or connected): it makes the kernel walk the bind hash too, measured +28% dump time at 100k sockets.
@@ -31,32 +33,39 @@ def _queues_from_meminfo(attr_type: int):
     return ((attr_type, 4 * c.SK_MEMINFO_RMEM_ALLOC), (attr_type, 4 * c.SK_MEMINFO_WMEM_ALLOC))
 
 
+STATE = (("state", 0, 8),)  # a key that is the state byte itself
+
 # inet_diag_msg: key = idiag_state (byte 1); values: idiag_rqueue (56), idiag_wqueue (60); ports at 4 and 6
-INET_LAYOUT = Layout(c.INET_DIAG_MSG_SIZE, key=(1, 1), fields=(56, 60), ports=(4, 6))
-INET_MEMORY_LAYOUT = Layout(c.INET_DIAG_MSG_SIZE, key=(1, 1), fields=(56, 60), ports=(4, 6),
+INET_LAYOUT = Layout(c.INET_DIAG_MSG_SIZE, STATE, key=(1, 1), fields=(56, 60), ports=(4, 6))
+INET_MEMORY_LAYOUT = Layout(c.INET_DIAG_MSG_SIZE, STATE, key=(1, 1), fields=(56, 60), ports=(4, 6),
                             attrs=_meminfo(c.INET_DIAG_SKMEMINFO))
-# unix_diag_msg: key = first word (family | type << 8 | state << 16); values: UNIX_DIAG_RQLEN rqueue, wqueue
+# unix_diag_msg: key = first word (udiag_family | udiag_type << 8 | udiag_state << 16); values: UNIX_DIAG_RQLEN
+_UNIX_KEY = (("type", 8, 8), ("state", 16, 8))
 _UNIX_QUEUES = ((c.UNIX_DIAG_RQLEN, 0), (c.UNIX_DIAG_RQLEN, 4))
-UNIX_LAYOUT = Layout(c.UNIX_DIAG_MSG_SIZE, key=(0, 4), attrs=_UNIX_QUEUES)
-UNIX_MEMORY_LAYOUT = Layout(c.UNIX_DIAG_MSG_SIZE, key=(0, 4), attrs=_UNIX_QUEUES + _meminfo(c.UNIX_DIAG_MEMINFO))
+UNIX_LAYOUT = Layout(c.UNIX_DIAG_MSG_SIZE, _UNIX_KEY, key=(0, 4), attrs=_UNIX_QUEUES)
+UNIX_MEMORY_LAYOUT = Layout(c.UNIX_DIAG_MSG_SIZE, _UNIX_KEY, key=(0, 4),
+                            attrs=_UNIX_QUEUES + _meminfo(c.UNIX_DIAG_MEMINFO))
 # netlink_diag_msg: key = first word (family | type << 8 | protocol << 16 | state << 24); values: rmem, wmem
-NETLINK_LAYOUT = Layout(c.NETLINK_DIAG_MSG_SIZE, key=(0, 4), attrs=_queues_from_meminfo(c.NETLINK_DIAG_MEMINFO))
-NETLINK_MEMORY_LAYOUT = Layout(c.NETLINK_DIAG_MSG_SIZE, key=(0, 4), attrs=_queues_from_meminfo(
+_NETLINK_KEY = (("type", 8, 8), ("protocol", 16, 8), ("state", 24, 8))
+NETLINK_LAYOUT = Layout(c.NETLINK_DIAG_MSG_SIZE, _NETLINK_KEY, key=(0, 4),
+                        attrs=_queues_from_meminfo(c.NETLINK_DIAG_MEMINFO))
+NETLINK_MEMORY_LAYOUT = Layout(c.NETLINK_DIAG_MSG_SIZE, _NETLINK_KEY, key=(0, 4), attrs=_queues_from_meminfo(
     c.NETLINK_DIAG_MEMINFO) + _meminfo(c.NETLINK_DIAG_MEMINFO))
-# packet_diag_msg: key = first word (family | type << 8 | pdiag_num << 16); values: rmem, wmem
-PACKET_LAYOUT = Layout(c.PACKET_DIAG_MSG_SIZE, key=(0, 4), attrs=_queues_from_meminfo(c.PACKET_DIAG_MEMINFO))
-PACKET_MEMORY_LAYOUT = Layout(c.PACKET_DIAG_MSG_SIZE, key=(0, 4), attrs=_queues_from_meminfo(
+# packet_diag_msg: key = first word (family | type << 8 | pdiag_num << 16, the ethertype in host order)
+_PACKET_KEY = (("type", 8, 8), ("protocol", 16, 16))
+PACKET_LAYOUT = Layout(c.PACKET_DIAG_MSG_SIZE, _PACKET_KEY, key=(0, 4),
+                       attrs=_queues_from_meminfo(c.PACKET_DIAG_MEMINFO))
+PACKET_MEMORY_LAYOUT = Layout(c.PACKET_DIAG_MSG_SIZE, _PACKET_KEY, key=(0, 4), attrs=_queues_from_meminfo(
     c.PACKET_DIAG_MEMINFO) + _meminfo(c.PACKET_DIAG_MEMINFO))
 # vsock_diag_msg: key = first word (family | type << 8 | state << 16 | shutdown << 24)
-VSOCK_LAYOUT = Layout(c.VSOCK_DIAG_MSG_SIZE, key=(0, 4))
+VSOCK_LAYOUT = Layout(c.VSOCK_DIAG_MSG_SIZE, (("type", 8, 8), ("state", 16, 8)), key=(0, 4))
 # xdp_diag_msg: key = first word (family | type << 8)
-XDP_LAYOUT = Layout(c.XDP_DIAG_MSG_SIZE, key=(0, 4))
+XDP_LAYOUT = Layout(c.XDP_DIAG_MSG_SIZE, (("type", 8, 8),), key=(0, 4))
 # smc_diag_msg: key = diag_state (byte 1)
-SMC_LAYOUT = Layout(c.SMC_DIAG_MSG_SIZE, key=(1, 1))
-# TIPC: attributes only, nested in TIPC_NLA_SOCK; key = type | state << 8
-TIPC_LAYOUT = Layout(
-    c.TIPC_DIAG_MSG_SIZE, nest=c.TIPC_NLA_SOCK, key_attrs=(c.TIPC_NLA_SOCK_TYPE, c.TIPC_NLA_SOCK_TIPC_STATE)
-)
+SMC_LAYOUT = Layout(c.SMC_DIAG_MSG_SIZE, STATE, key=(1, 1))
+# TIPC: attributes only, nested in TIPC_NLA_SOCK; key = TIPC_NLA_SOCK_TYPE | TIPC_NLA_SOCK_TIPC_STATE << 8
+TIPC_LAYOUT = Layout(c.TIPC_DIAG_MSG_SIZE, (("type", 0, 8), ("state", 8, 8)), nest=c.TIPC_NLA_SOCK,
+                     key_attrs=(c.TIPC_NLA_SOCK_TYPE, c.TIPC_NLA_SOCK_TIPC_STATE))
 
 
 def inet(family: int, protocol: int, states: int = INET_ALL_STATES, memory: bool = False) -> bytes:
@@ -106,21 +115,31 @@ def smc() -> bytes:
 
 LISTEN_STATES = 1 << c.TCP_LISTEN
 _INET_LISTENER = struct.Struct("=BxxxH2x16s16xI8x4xII")  # family, sport, src, if, rqueue, wqueue
+_U64 = struct.Struct("=Q")
 
 
-def inet_listener(buf, payload: int, end: int) -> tuple:
-    """(local address text, ifindex, accept queue length, limit, SK_MEMINFO values or (), port as the decoder
-    reads it for port groups, cgroup v2 id or 0) of an inet listener."""
+class InetListener(NamedTuple):
+    address: str  # "127.0.0.1:80", "[::]:443"
+    port: int  # host order
+    ifindex: int  # bound device, 0 for none
+    length: int  # accept queue (idiag_rqueue of a listener)
+    limit: int  # its limit (idiag_wqueue of a listener)
+    memory: tuple  # the SK_MEMINFO values when asked for, else ()
+    cgroup: int  # cgroup v2 id when asked for, else 0
+
+
+def inet_listener(buf, payload: int, end: int) -> InetListener:
     family, port, src, ifindex, rq, wq = _INET_LISTENER.unpack_from(buf, payload)
+    port = socket.ntohs(port)
     if family == c.AF_INET6:
-        address = f"[{socket.inet_ntop(socket.AF_INET6, src)}]:{socket.ntohs(port)}"
+        address = f"[{socket.inet_ntop(socket.AF_INET6, src)}]:{port}"
     else:
-        address = f"{socket.inet_ntop(socket.AF_INET, src[:4])}:{socket.ntohs(port)}"
+        address = f"{socket.inet_ntop(socket.AF_INET, src[:4])}:{port}"
     found = walk_attrs(buf, payload + c.INET_DIAG_MSG_SIZE, end)
     memory = _meminfo_values(buf, found, c.INET_DIAG_SKMEMINFO)
     cgroup = found.get(c.INET_DIAG_CGROUP_ID)
-    cgroup_id = struct.unpack_from("=Q", buf, cgroup[0])[0] if cgroup and cgroup[1] >= 8 else 0
-    return address, ifindex, rq, wq, memory, port, cgroup_id
+    cgroup_id = _U64.unpack_from(buf, cgroup[0])[0] if cgroup and cgroup[1] >= 8 else 0
+    return InetListener(address, port, ifindex, rq, wq, memory, cgroup_id)
 
 
 def _meminfo_values(buf, found: dict, attr_type: int) -> tuple:
@@ -131,8 +150,14 @@ def _meminfo_values(buf, found: dict, attr_type: int) -> tuple:
     return struct.unpack_from(f"={count}I", buf, offset) + (0,) * (c.SK_MEMINFO_VARS - count)
 
 
-def unix_listener(buf, payload: int, end: int) -> tuple:
-    """(socket type, name text, accept queue length, limit) of a unix listener; abstract names as @name."""
+class UnixListener(NamedTuple):
+    type: int  # SOCK_STREAM or SOCK_SEQPACKET
+    name: str  # the path, or @name for an abstract name, "" for none
+    length: int
+    limit: int
+
+
+def unix_listener(buf, payload: int, end: int) -> UnixListener:
     sock_type = buf[payload + 1]
     found = walk_attrs(buf, payload + c.UNIX_DIAG_MSG_SIZE, end)
     name = b""
@@ -146,4 +171,4 @@ def unix_listener(buf, payload: int, end: int) -> tuple:
     rq = wq = 0
     if c.UNIX_DIAG_RQLEN in found and found[c.UNIX_DIAG_RQLEN][1] >= 8:
         rq, wq = struct.unpack_from("=II", buf, found[c.UNIX_DIAG_RQLEN][0])
-    return sock_type, text, rq, wq
+    return UnixListener(sock_type, text, rq, wq)

@@ -1,0 +1,148 @@
+"""The emitters shared by the socket-family collectors: a tally's rows become per-state series, queue histograms,
+port-group and cgroup series. Rows are [socket count, receive queue, send queue, memory values...]."""
+
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+from prometheus_client.utils import floatToGoString
+
+from .. import metrics as m
+from ..diag.tally import Tally
+from .base import Samples
+from .names import state_name
+from .options import Options
+
+# (labels, state table or None for a family without states, state number) of a tally key
+Split = Callable[[tuple], Tuple[tuple, Optional[dict], int]]
+
+
+def by_state_name(rows: Iterable[Tuple[int, Sequence[int]]], state_names: Optional[dict],
+                  width: int = 3) -> Dict[str, list]:
+    """Fold (state number, row) pairs into state name -> sums of the first width values, with a zero row for every
+    known state so that dashboards and alerts see no gaps. A family without states (None) has one row, ""."""
+    if state_names is None:
+        counts = {"": [0] * width}
+    else:
+        counts = {name: [0] * width for name in state_names.values()}
+    for state, row in rows:
+        name = "" if state_names is None else state_name(state_names, state)
+        total = counts.setdefault(name, [0] * width)
+        for i, value in enumerate(row[:width]):
+            total[i] += value
+    return counts
+
+
+def emit_states(out: Samples, labels: tuple, counts: Dict[str, list], listen_state: Optional[str],
+                queues: bool = True) -> None:
+    """Emit count, queue (and memory) series for each state name of one (family, socket_type, protocol).
+
+    The listener state's queues are accept-queue length and limit, never data: they go to the accept-queue
+    metrics. Without queues (families whose replies carry none) only the counts.
+    """
+    for state, row in counts.items():
+        out.add(m.SOCKETS, labels + (state,), row[0])
+        if not queues:
+            continue
+        if state == listen_state:
+            out.add(m.ACCEPT_QUEUE_LENGTH, labels, row[1])
+            out.add(m.ACCEPT_QUEUE_LIMIT, labels, row[2])
+        else:
+            out.add(m.RECEIVE_QUEUE, labels + (state,), row[1])
+            out.add(m.SEND_QUEUE, labels + (state,), row[2])
+        for metric, value in zip(m.MEMORY, row[3:]):
+            out.add(metric, labels + (state,), value)
+
+
+def emit_histograms(out: Samples, labels: tuple, hists: Iterable[list], bounds: Tuple[int, ...],
+                    sums: Tuple[int, int]) -> None:
+    """Sum per-key [receive buckets, send buckets] lists into the two gauge histograms of labels; sums are the
+    receive and send queue totals of the same sockets (the histograms' _gsum)."""
+    if not bounds:
+        return
+    totals = [[0] * (len(bounds) + 1), [0] * (len(bounds) + 1)]
+    for hist in hists:
+        for total, buckets in zip(totals, hist):
+            for i, n in enumerate(buckets):
+                total[i] += n
+    les = [floatToGoString(b) for b in bounds] + ["+Inf"]
+    for metric, buckets, total in zip(m.HISTOGRAMS, totals, sums):
+        cumulative, running = [], 0
+        for le, n in zip(les, buckets):
+            running += n
+            cumulative.append((le, running))
+        out.add(metric, labels, (cumulative, total))
+
+
+def emit_tally(out: Samples, tally: Tally, split: Split, width: int, listen_state: Optional[str] = None,
+               always: Iterable[Tuple[tuple, Optional[dict]]] = (), extra: Optional[Dict[tuple, dict]] = None,
+               queues: bool = True) -> None:
+    """The body every socket-family collector shares: group a tally's entries by labels (split), and per labels
+    emit every state's row (plus extra[labels][state name] rows from elsewhere, e.g. listener records) and the
+    queue histograms of its data sockets (not listeners).
+
+    always: (labels, state table) to emit even when the dump had no such socket (zero rows)."""
+    groups: Dict[tuple, Tuple[Optional[dict], List]] = {labels: (table, []) for labels, table in always}
+    for entry in tally.entries():
+        labels, table, state = split(entry.key)
+        groups.setdefault(labels, (table, []))[1].append((state, entry))
+    for labels, (table, entries) in sorted(groups.items()):  # a stable order, whatever the kernel's
+        counts = by_state_name(((state, entry.row) for state, entry in entries), table, width)
+        for state, row in (extra or {}).get(labels, {}).items():
+            total = counts.setdefault(state, [0] * width)
+            for i, value in enumerate(row):
+                total[i] += value
+        emit_states(out, labels, counts, listen_state, queues)
+        if queues:
+            data = [entry for state, entry in entries
+                    if table is None or state_name(table, state) != listen_state]
+            emit_histograms(out, labels, (e.hist for e in data if e.hist), tally.bounds,
+                            (sum(e.row[1] for e in data), sum(e.row[2] for e in data)))
+
+
+def emit_port_groups(out: Samples, options: Options, family: str, protocol: str, tally: Tally, state_names: dict,
+                     listen_state: str, listeners: Dict[str, int]) -> None:
+    """Per port group: counts by state (zeros included) and queue sums of its data sockets.
+
+    listeners: group name -> listening sockets in it (they come from a dump of their own)."""
+    for bit, group in enumerate(options.port_groups):
+        counts = by_state_name(((key.state, row) for key, row in tally.in_group(bit)), state_names)
+        if listeners.get(group.name):
+            counts[listen_state][0] += listeners[group.name]
+        for state, (count, rq, wq) in counts.items():
+            labels = (group.name, family, protocol, state)
+            out.add(m.PORT_GROUP_SOCKETS, labels, count)
+            if state != listen_state:
+                out.add(m.PORT_GROUP_RECEIVE_QUEUE, labels, rq)
+                out.add(m.PORT_GROUP_SEND_QUEUE, labels, wq)
+
+
+def emit_cgroups(out: Samples, options: Options, family: str, protocol: str, tally: Tally, state_names: dict,
+                 listen_state: str, listeners: Dict[int, int]) -> None:
+    """Counts and data-queue sums per unit or container (states with sockets only), the largest first; beyond
+    cgroups.max_series summed into cgroup="other".
+
+    listeners: cgroup id -> listening sockets in it (they come from a dump of their own)."""
+    by_name: Dict[str, Dict[str, list]] = {}
+
+    def add(cgroup_id: int, state: str, row) -> None:
+        total = by_name.setdefault(options.cgroups.name(cgroup_id), {}).setdefault(state, [0, 0, 0])
+        for i in range(3):
+            total[i] += row[i]
+
+    for cgroup_id, key, row in tally.by_cgroup():
+        add(cgroup_id, state_name(state_names, key.state), row)
+    for cgroup_id, count in listeners.items():
+        add(cgroup_id, listen_state, (count, 0, 0))
+    ranked = sorted(by_name, key=lambda n: (-sum(r[0] for r in by_name[n].values()), n))
+    merged: Dict[tuple, list] = {}
+    for index, name in enumerate(ranked):
+        label = name if index < options.max_cgroups else "other"
+        for state, row in by_name[name].items():
+            total = merged.setdefault((label, state), [0, 0, 0])
+            for i in range(3):
+                total[i] += row[i]
+    for (label, state), (count, rq, wq) in merged.items():
+        labels = (label, family, protocol, state)
+        out.add(m.CGROUP_SOCKETS, labels, count)
+        if state != listen_state:
+            out.add(m.CGROUP_RECEIVE_QUEUE, labels, rq)
+            out.add(m.CGROUP_SEND_QUEUE, labels, wq)

@@ -1,0 +1,67 @@
+"""Listening sockets one by one: per address (SO_REUSEPORT sockets summed), fullest first, the rest folded."""
+
+import socket
+from typing import Dict, Iterable, List, NamedTuple
+
+from .. import metrics as m
+from .base import Samples
+
+
+class Listener(NamedTuple):
+    family: str
+    socket_type: str
+    protocol: str
+    address: str
+    length: int
+    limit: int
+
+
+def interface_address(address: str, ifindex: int) -> str:
+    """Mark a listener bound to a device like ss does: 0.0.0.0%eth0:80."""
+    if not ifindex:
+        return address
+    try:
+        name = socket.if_indextoname(ifindex)
+    except OSError:
+        name = f"if{ifindex}"
+    host, _, port = address.rpartition(":")
+    return f"{host}%{name}:{port}"
+
+
+def emit_listeners(out: Samples, listeners: List[Listener], cap: int, groups: Iterable[tuple]) -> None:
+    """Per-listener queue series, at most cap of them (fullest first, then by address); the rest summed into
+    address="other" of their (family, socket_type, protocol), with how many were folded.
+
+    groups: every (family, socket_type, protocol) to report a folded count for, even 0.
+    """
+    merged: Dict[tuple, list] = {}
+    for lst in listeners:
+        row = merged.setdefault(lst[:4], [0, 0, 0])
+        row[0] += 1
+        row[1] += lst.length
+        row[2] += lst.limit
+
+    def fill(item):
+        labels, (_, length, limit) = item
+        ratio = length / limit if limit else (float("inf") if length else 0.0)
+        return -ratio, labels
+
+    ranked = sorted(merged.items(), key=fill)
+    folded = {group: [0, 0, 0] for group in groups}
+    for labels, (sockets, length, limit) in ranked[cap:]:
+        row = folded.setdefault(labels[:3], [0, 0, 0])
+        row[0] += sockets
+        row[1] += length
+        row[2] += limit
+    for labels, (sockets, length, limit) in ranked[:cap]:
+        _emit_listener(out, labels, sockets, length, limit)
+    for group, (sockets, length, limit) in folded.items():
+        out.add(m.LISTENERS_FOLDED, group, sockets)
+        if sockets:
+            _emit_listener(out, group + ("other",), sockets, length, limit)
+
+
+def _emit_listener(out: Samples, labels: tuple, sockets: int, length: int, limit: int) -> None:
+    out.add(m.LISTENER_QUEUE_LENGTH, labels, length)
+    out.add(m.LISTENER_QUEUE_LIMIT, labels, limit)
+    out.add(m.LISTENER_SOCKETS, labels, sockets)

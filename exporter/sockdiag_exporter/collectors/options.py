@@ -1,0 +1,39 @@
+"""Collection settings, built by the collectors layer from the configuration (one Options per configuration)."""
+
+from typing import FrozenSet, NamedTuple, Optional, Tuple
+
+from ..diag import constants as c
+from ..diag.tally import NO_DETAIL, Detail, port_tables
+
+
+class PortGroup(NamedTuple):
+    name: str
+    local: FrozenSet[int]
+    remote: FrozenSet[int]
+
+
+class Options(NamedTuple):
+    """What collectors read from the configuration."""
+
+    detail: Detail = NO_DETAIL  # what dumps tally beyond counts: histogram bounds, port-group tables, cgroup ids
+    port_groups: Tuple[PortGroup, ...] = ()  # in the bit order of detail.port_groups
+    memory: FrozenSet[str] = frozenset()  # collectors that fetch SK_MEMINFO
+    max_listeners: int = 100  # listeners reported one by one, per collector
+    cgroups: Optional[object] = None  # a CgroupMap when cgroup attribution is on
+    max_cgroups: int = 100
+
+    @classmethod
+    def from_config(cls, config, cgroups=None) -> "Options":
+        """config: a config.Config; cgroups: the CgroupMap when cgroup attribution is on."""
+        groups = tuple(PortGroup(name, frozenset(g.local), frozenset(g.remote))
+                       for name, g in config.port_groups.items())
+        detail = Detail(
+            config.histograms.buckets if config.histograms.enabled else (),
+            port_tables([(g.local, g.remote) for g in groups]) if groups else None,
+            c.INET_DIAG_CGROUP_ID if cgroups else 0,
+        )
+        return cls(detail, groups, frozenset(config.memory.collectors), config.listeners.max_series, cgroups,
+                   config.cgroups.max_series)
+
+
+DEFAULT_OPTIONS = Options()

@@ -1,0 +1,91 @@
+"""The collection plan: everything a collection reads from the configuration, in one immutable object.
+
+A plan is built once per configuration. A reload builds a new one and swaps it in with one assignment
+(Scraper.swap); a collection takes the plan once, at its start, so it never mixes two configurations. A plan owns
+its diag sockets: they are closed when the last collection using the plan ends (PlanHolder).
+"""
+
+import threading
+from typing import Dict, Mapping, NamedTuple, Optional, Tuple
+
+from .cgroups import cgroup_map
+from .collectors.base import Collector, Context
+from .collectors.options import Options
+from .diag.netlink import DiagSocket, DiagStats
+from .namespaces import NamespaceSet
+
+
+class Plan(NamedTuple):
+    collectors: Tuple[Collector, ...]
+    own: Context  # the exporter's own network namespace
+    namespaces: Optional[NamespaceSet]  # None: the own namespace only, and no netns label
+    features: Mapping[str, bool]  # configured optional features -> on
+    series_budget: int  # 0: none
+    sparse: bool  # other namespaces without zero-valued series (namespaces.sparse)
+    config_file: str  # where the configuration came from ("" for defaults and flags only)
+
+    def close(self) -> None:
+        self.own.close()
+        if self.namespaces is not None:
+            self.namespaces.close()
+
+
+def build_plan(config, stats: DiagStats, config_file: str = "") -> Plan:
+    """The plan for a config.Config; stats counts every plan's dumps for the life of the process."""
+    cgroups = cgroup_map(config.cgroups)
+    options = Options.from_config(config, cgroups)
+    nl = config.netlink
+
+    def context() -> Context:
+        diag = DiagSocket(nl.receive_buffer_bytes, nl.timeout_seconds, nl.dump_retries, stats)
+        return Context(diag, nl.recheck_unsupported_seconds, options)
+
+    ns = config.namespaces
+    namespaces = NamespaceSet(ns.named, ns.processes, ns.include, ns.exclude, ns.max_namespaces,
+                              context) if ns.enabled else None
+    features: Dict[str, bool] = dict(namespaces.enabled) if namespaces else {}
+    if config.cgroups.enabled:
+        features["cgroup_attribution"] = cgroups is not None
+    return Plan(tuple(config.enabled_collectors()), context(), namespaces, features, config.series_budget,
+                ns.sparse, config_file)
+
+
+class PlanHolder:
+    """The current plan, and the retired ones until their last collection ends (then their sockets close)."""
+
+    def __init__(self, plan: Plan):
+        self._lock = threading.Lock()
+        self._current = plan
+        self._users: Dict[int, int] = {}  # id(plan) -> collections using it
+
+    @property
+    def current(self) -> Plan:
+        return self._current
+
+    def swap(self, plan: Plan) -> None:
+        with self._lock:
+            old, self._current = self._current, plan
+            idle = not self._users.get(id(old))
+        if idle:
+            old.close()
+
+    def take(self) -> Plan:
+        with self._lock:
+            plan = self._current
+            self._users[id(plan)] = self._users.get(id(plan), 0) + 1
+            return plan
+
+    def give_back(self, plan: Plan) -> None:
+        with self._lock:
+            left = self._users[id(plan)] - 1
+            if left:
+                self._users[id(plan)] = left
+            else:
+                del self._users[id(plan)]
+            retired = not left and plan is not self._current
+        if retired:
+            plan.close()
+
+    def close(self) -> None:
+        """At shutdown: close the current plan's sockets."""
+        self._current.close()
