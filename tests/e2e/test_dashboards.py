@@ -78,7 +78,7 @@ def test_regenerating_changes_nothing(tmp_path):
 @pytest.mark.parametrize("name", sorted(DASHBOARDS))
 def test_schema_and_variables(name):
     d = DASHBOARDS[name]
-    assert d["schemaVersion"] >= 38 and d["id"] is None and d["uid"] and d["title"]
+    assert d["schemaVersion"] == 41 and d.get("id") is None and d["uid"] and d["title"]
     variables = {v["name"]: v for v in d["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
     for name_ in ("job", "instance"):
@@ -129,7 +129,7 @@ def test_overview_rows_and_listeners_repeat():
     overview = DASHBOARDS["sockdiag-overview.json"]
     rows = [p["title"] for p in overview["panels"] if p["type"] == "row"]
     assert rows == ["Summary", "Sockets by family, protocol and state", "Queues", "Memory and drops", "Listeners",
-                    "Port groups", "Exporter health"]
+                    "Port groups", "Network namespaces, units and containers", "Exporter health"]
     types = {p["type"] for p in overview["panels"]}
     assert {"heatmap", "timeseries", "stat", "bargauge", "table", "state-timeline"} <= types
     for p in overview["panels"]:
@@ -147,13 +147,15 @@ def test_overview_rows_and_listeners_repeat():
 
 
 def test_every_metric_queried_is_served_or_recorded(netns):
-    """Names in the dashboards against what a real exporter serves (with a listener, a UDP socket and a port group,
-    so the optional breakdowns are present) and what rules.yml records."""
+    """Names in the dashboards against what a real exporter serves (with a listener, a UDP socket, a port group,
+    namespaces and cgroup attribution, so the optional breakdowns are present) and what rules.yml records."""
     listener = netns.run(socket.create_server, ("127.0.0.1", 8080))
     udp = netns.run(socket.socket, socket.AF_INET, socket.SOCK_DGRAM)
     netns.run(udp.bind, ("127.0.0.1", 5353))
     netns.keep += [listener, udp]
-    exposition = scrape(netns, config={"port_groups": {"web": {"local": [8080]}}, "series_budget": 100000})
+    exposition = scrape(netns, config={"port_groups": {"web": {"local": [8080]}}, "series_budget": 100000,
+                                       "namespaces": {"named": True, "include": [netns.name]},
+                                       "cgroups": {"enabled": True}})
     served = {name for name, _ in exposition.samples}
     recorded = recorded_names()
     for name, d in DASHBOARDS.items():
