@@ -27,7 +27,8 @@ from builders import (BOOL_MAPPINGS, EXPORTER, GREEN, RED_FROM_1, SOCKETS, WARN_
                       timeseries_panel, value_mappings)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-OUT = os.path.join(HERE, "dashboards")
+# The mixin imports them from there (deploy/mixin/render.py renders the shipped grafana/dashboards/).
+OUT = os.path.join(os.path.dirname(HERE), "deploy", "mixin", "dashboards")
 
 
 # --- Sockets overview -----------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Grafana dashboards: generated, well-formed, every panel on the datasource variable with a unit and a description,
-laid out without overlaps, and every metric they query served by a real exporter or recorded by rules.yml."""
+"""Grafana dashboards: generated (SDK, then the mixin), well-formed, every panel on the datasource variable with a
+unit and a description, laid out without overlaps, and every metric they query served by a real exporter or
+recorded by rules.yml."""
 
 import glob
 import json
@@ -17,6 +18,7 @@ from helpers import scrape
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GRAFANA = os.path.join(ROOT, "grafana")
 DASHBOARD_FILES = sorted(glob.glob(os.path.join(GRAFANA, "dashboards", "*.json")))
+MIXIN_DASHBOARDS = os.path.join(ROOT, "deploy", "mixin", "dashboards")
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
 
@@ -62,13 +64,16 @@ def test_dashboards_exist_with_unique_uids():
 
 
 def test_regenerating_changes_nothing(tmp_path):
+    """The SDK generator writes the mixin's dashboards (deploy/mixin/dashboards/); the mixin renders the shipped
+    grafana/dashboards/ from them (tests/unit/test_mixin.py)."""
     result = subprocess.run([sys.executable, os.path.join(GRAFANA, "generate.py"), "--out", str(tmp_path)],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     generated = sorted(os.listdir(tmp_path))
-    assert generated == sorted(DASHBOARDS), "grafana/dashboards/ holds files the generator does not write"
+    assert generated == sorted(os.listdir(MIXIN_DASHBOARDS)) == sorted(DASHBOARDS), \
+        "the mixin's or the shipped dashboards differ from what the generator writes"
     for name in generated:
-        with open(os.path.join(GRAFANA, "dashboards", name), encoding="utf-8") as committed:
+        with open(os.path.join(MIXIN_DASHBOARDS, name), encoding="utf-8") as committed:
             assert (tmp_path / name).read_text(encoding="utf-8") == committed.read(), \
                 f"{name} is out of date: run python3 grafana/generate.py"
     check = subprocess.run([sys.executable, os.path.join(GRAFANA, "generate.py"), "--check"], capture_output=True)
