@@ -2,12 +2,14 @@
 changes nothing, a changed shipped file is reported as drift, its _config reaches every rule, and promtool checks
 and unit-tests the rules it renders."""
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 
+import _jsonnet
 import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -86,3 +88,30 @@ def test_default_selector_is_the_job_of_the_shipped_scrape_configs():
     assert mixin["config"]["sockdiagSelector"] == 'job="sockdiag"'
     for name, matchers in (s for expr in rule_exprs(mixin) for s in raw_series(expr)):
         assert matchers.startswith('{job="sockdiag"'), f"{name}{matchers}"
+
+
+def test_readme_example_imports_the_mixin_as_jsonnet_bundler_vendors_it(tmp_path):
+    """jb keeps only the mixin's folder under vendor/<repository path>/deploy/mixin: the mixin must stand alone
+    there, and README's sockdiag.libsonnet and jsonnet commands must give the configured rules and dashboards."""
+    vendored = tmp_path / "vendor" / "github.com" / "sockdiag-exporter" / "sockdiag-exporter" / "deploy" / "mixin"
+    shutil.copytree(MIXIN, vendored, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    (tmp_path / "sockdiag.libsonnet").write_text(readme.split("```jsonnet\n// sockdiag.libsonnet\n")[1].split("```")[0])
+    (commands,) = [block.split("```")[0] for block in readme.split("```sh\n")[1:]
+                   if block.startswith("jsonnet -J vendor")]
+    outputs = {}
+    for line in commands.splitlines():
+        m = re.fullmatch(r"jsonnet -J vendor (-S |-m dashboards )-e '(.+)'(?: > (\S+))?", line)
+        assert m, line
+        value = json.loads(_jsonnet.evaluate_snippet("cli", m.group(2), jpathdir=[str(tmp_path / "vendor"),
+                                                                                   str(tmp_path)]))
+        outputs[m.group(3) or "dashboards"] = value
+    rules = yaml.safe_load(outputs["sockdiag-rules.yaml"])
+    exprs = {r["record"]: r["expr"] for g in rules["groups"] for r in g["rules"]}
+    assert exprs["sockdiag:threshold:close_wait_sockets"] == "vector(500)"
+    assert exprs["sockdiag:threshold:listener_fill_ratio"] == "vector(0.8)"
+    assert 'sockdiag_sockets{job="sockdiag-exporter"' in exprs["instance:sockdiag_sockets:sum"]
+    alerts = yaml.safe_load(outputs["sockdiag-alerts.yaml"])
+    assert all(r["annotations"]["runbook_url"].startswith("https://runbooks.example.com/sockdiag/")
+               for g in alerts["groups"] for r in g["rules"])
+    assert sorted(outputs["dashboards"]) == ["sockdiag-listeners.json", "sockdiag-overview.json"]
