@@ -6,7 +6,7 @@ only differ in how they draw. The SDK writes the JSON; grafana/schema-check chec
 published types.
 """
 
-from grafana_foundation_sdk.builders import bargauge, heatmap, statetimeline, stat, table, timeseries
+from grafana_foundation_sdk.builders import bargauge, heatmap, stat, statetimeline, table, timeseries
 from grafana_foundation_sdk.builders import common as c
 from grafana_foundation_sdk.builders import dashboard as d
 from grafana_foundation_sdk.builders.prometheus import Dataquery
@@ -97,8 +97,9 @@ def timeseries_panel(title, description, targets, unit, *, stack=False, steps=GR
              .axis_placement(common.AxisPlacement.AUTO).axis_soft_min(0)
              .stacking(c.StackingConfig().group("A")
                        .mode(common.StackingMode.NORMAL if stack else common.StackingMode.NONE))
-             .thresholds_style(c.GraphThresholdsStyleConfig().mode(
-                 common.GraphThresholdsStyleMode.LINE_AND_AREA if threshold_line else common.GraphThresholdsStyleMode.OFF))
+             .thresholds_style(c.GraphThresholdsStyleConfig().mode(common.GraphThresholdsStyleMode.LINE_AND_AREA
+                                                                   if threshold_line
+                                                                   else common.GraphThresholdsStyleMode.OFF))
              .legend(c.VizLegendOptions().show_legend(True).placement(common.LegendPlacement.BOTTOM)
                      .display_mode(common.LegendDisplayMode.TABLE if legend_table else common.LegendDisplayMode.LIST)
                      .calcs(["lastNotNull", "max"] if legend_table else []))

@@ -19,12 +19,28 @@ import argparse
 import os
 import sys
 
+from builders import (
+    BOOL_MAPPINGS,
+    EXPORTER,
+    RED_FROM_1,
+    SOCKETS,
+    WARN_AT_80_PERCENT,
+    Layout,
+    accept_queues_by_protocol,
+    common_variables,
+    dashed,
+    fullest_listeners,
+    heatmap_panel,
+    listen_overflows,
+    query,
+    query_variable,
+    stat_panel,
+    state_timeline_panel,
+    table_panel,
+    timeseries_panel,
+    value_mappings,
+)
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
-
-from builders import (BOOL_MAPPINGS, EXPORTER, GREEN, RED_FROM_1, SOCKETS, WARN_AT_80_PERCENT, Layout,
-                      accept_queues_by_protocol, common_variables, dashed, fullest_listeners, heatmap_panel,
-                      listen_overflows, query, query_variable, stat_panel, state_timeline_panel, table_panel,
-                      timeseries_panel, value_mappings)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # The mixin imports them from there (deploy/mixin/render.py renders the shipped grafana/dashboards/).
@@ -51,144 +67,152 @@ def overview() -> Layout:
 
     d.row("Summary")
     d.add(stat_panel("Sockets", "All sockets of every family on the selected instances. Bad: a steady climb that does "
-               "not follow traffic (a leak), or a sudden jump.",
-               f"sum(instance:sockdiag_sockets:sum{{{SOCKETS}}})", "short"), 4, 4)
+                     "not follow traffic (a leak), or a sudden jump.",
+                     f"sum(instance:sockdiag_sockets:sum{{{SOCKETS}}})", "short"), 4, 4)
     d.add(stat_panel("TCP established", "Established TCP connections (IPv4 and IPv6). Bad: a drop to zero on a "
-               "server, or growth far beyond normal load.",
-               "sum(" + inet('protocol="tcp", state="established"') + ")", "short"), 4, 4)
+                     "server, or growth far beyond normal load.",
+                     "sum(" + inet('protocol="tcp", state="established"') + ")", "short"), 4, 4)
     d.add(stat_panel("TCP TIME_WAIT", "TCP sockets in TIME_WAIT. Bad: close to the ephemeral port range size (28232 by "
-               "default; alert SockdiagTimeWaitNearPortRange).",
-               "sum(" + inet('protocol="tcp", state="time_wait"') + ")", "short"), 4, 4)
-    d.add(stat_panel("CLOSE_WAIT sockets", "TCP (and MPTCP, DCCP) sockets whose peer closed but the application did not. "
-               "Bad: anything that keeps growing; the alert SockdiagCloseWaitAccumulating fires above 100 per "
-               "instance for 15m.",
-               "sum(" + inet('state="close_wait"') + ")", "short",
-               steps=((None, "green"), (100, "orange"))), 4, 4)
+                     "default; alert SockdiagTimeWaitNearPortRange).",
+                     "sum(" + inet('protocol="tcp", state="time_wait"') + ")", "short"), 4, 4)
+    d.add(stat_panel("CLOSE_WAIT sockets", "TCP (and MPTCP, DCCP) sockets whose peer closed but the application "
+                     "did not. Bad: anything that keeps growing; the alert SockdiagCloseWaitAccumulating fires "
+                     "above 100 per instance for 15m.",
+                     "sum(" + inet('state="close_wait"') + ")", "short",
+                     steps=((None, "green"), (100, "orange"))), 4, 4)
     d.add(stat_panel("Fullest listener", "The highest accept-queue fill (length / limit) of any listening address. "
-               "Bad: above 80% (the application does not accept() fast enough); 100% means connections "
-               "are dropped.",
-               f"max(instance_address:sockdiag_listener_accept_queue:fill_ratio{{{SOCKETS}}})", "percentunit",
-               steps=WARN_AT_80_PERCENT), 4, 4)
+                     "Bad: above 80% (the application does not accept() fast enough); 100% means connections "
+                     "are dropped.",
+                     f"max(instance_address:sockdiag_listener_accept_queue:fill_ratio{{{SOCKETS}}})", "percentunit",
+                     steps=WARN_AT_80_PERCENT), 4, 4)
     d.add(stat_panel("Failing collectors", "Exporter collectors whose last collection failed (their metrics are "
-               "missing). Bad: anything but 0.",
-               f"count(sockdiag_scrape_collector_success{{{EXPORTER}}} == 0) or vector(0)", "short",
-               steps=RED_FROM_1), 4, 4)
+                     "missing). Bad: anything but 0.",
+                     f"count(sockdiag_scrape_collector_success{{{EXPORTER}}} == 0) or vector(0)", "short",
+                     steps=RED_FROM_1), 4, 4)
 
     d.row("Sockets by family, protocol and state")
     d.add(timeseries_panel("Sockets by family", "Sockets per address family (inet, inet6, unix, netlink, packet, ...). "
-                     "Bad: a family growing without bound, such as unix sockets leaked by a process.",
-                     [query(f"sum by (family) (instance_family:sockdiag_sockets:sum{{{SOCKETS}}})", "{{family}}")],
-                     "short", stack=True), 12, 8)
+                           "Bad: a family growing without bound, such as unix sockets leaked by a process.",
+                           [query(f"sum by (family) (instance_family:sockdiag_sockets:sum{{{SOCKETS}}})",
+                                  "{{family}}")],
+                           "short", stack=True), 12, 8)
     d.add(timeseries_panel("Sockets by protocol", "Sockets per family and protocol (for netlink the netlink protocol, "
-                     "for packet the ethertype). Bad: unexpected growth of one protocol.",
-                     [query(f"sum by (family, protocol) (sockdiag_sockets{{{SOCKETS}}})", "{{family}} {{protocol}}")],
-                     "short", legend_table=True), 12, 8)
+                           "for packet the ethertype). Bad: unexpected growth of one protocol.",
+                           [query(f"sum by (family, protocol) (sockdiag_sockets{{{SOCKETS}}})",
+                                  "{{family}} {{protocol}}")],
+                           "short", legend_table=True), 12, 8)
     d.add(timeseries_panel("TCP sockets by state", "TCP sockets (IPv4 and IPv6) per state, stacked. Bad: CLOSE_WAIT "
-                     "or SYN_RECV growing, FIN_WAIT1/LAST_ACK piling up, TIME_WAIT near the port range.",
-                     [query("sum by (state) (" + inet('protocol="tcp"') + ")", "{{state}}")],
-                     "short", stack=True, legend_table=True), 12, 8)
+                           "or SYN_RECV growing, FIN_WAIT1/LAST_ACK piling up, TIME_WAIT near the port range.",
+                           [query("sum by (state) (" + inet('protocol="tcp"') + ")", "{{state}}")],
+                           "short", stack=True, legend_table=True), 12, 8)
     d.add(timeseries_panel("UDP sockets by state", "UDP and UDP-Lite sockets: established (connected) and "
-                     "unconnected. Bad: growth that does not follow the workload (leaked sockets).",
-                     [query("sum by (protocol, state) (" + inet('protocol=~"udp|udplite"') + ")",
-                             "{{protocol}} {{state}}")], "short", stack=True), 6, 8)
+                           "unconnected. Bad: growth that does not follow the workload (leaked sockets).",
+                           [query("sum by (protocol, state) (" + inet('protocol=~"udp|udplite"') + ")",
+                                  "{{protocol}} {{state}}")], "short", stack=True), 6, 8)
     d.add(timeseries_panel("Unix sockets by type and state", "Unix-domain sockets per type and state. Bad: steady "
-                     "growth (a process leaking connections to a local daemon).",
-                     [query(f'sum by (socket_type, state) (sockdiag_sockets{{{SOCKETS}, family="unix"}})',
-                             "{{socket_type}} {{state}}")], "short", stack=True), 6, 8)
+                           "growth (a process leaking connections to a local daemon).",
+                           [query(f'sum by (socket_type, state) (sockdiag_sockets{{{SOCKETS}, family="unix"}})',
+                                  "{{socket_type}} {{state}}")], "short", stack=True), 6, 8)
     d.add(timeseries_panel("TIME_WAIT and the ephemeral port range", "TCP TIME_WAIT sockets per instance against the "
-                     "alert threshold (port range size x fraction, from the recording rules). Bad: the line "
-                     "approaching the dashed threshold: outgoing connects start failing with EADDRNOTAVAIL.",
-                     [query("sum by (instance) (" + inet('protocol="tcp", state="time_wait"') + ")",
-                             "{{instance}}"),
-                      query("sockdiag:threshold:ephemeral_port_range_size * "
-                             "sockdiag:threshold:time_wait_port_range_fraction", "alert threshold")],
-                     "short", overrides=[dashed("alert threshold")]), 8, 8)
-    d.add(timeseries_panel("CLOSE_WAIT per instance", "Sockets in CLOSE_WAIT per instance and protocol against the alert "
-                     "threshold. Bad: a line that only goes up (the application never closes them).",
-                     [query("sum by (instance, protocol) (" + inet('state="close_wait"') + ")",
-                             "{{instance}} {{protocol}}"),
-                      query("sockdiag:threshold:close_wait_sockets", "alert threshold")],
-                     "short", overrides=[dashed("alert threshold")]), 8, 8)
+                           "alert threshold (port range size x fraction, from the recording rules). Bad: the line "
+                           "approaching the dashed threshold: outgoing connects start failing with EADDRNOTAVAIL.",
+                           [query("sum by (instance) (" + inet('protocol="tcp", state="time_wait"') + ")",
+                                  "{{instance}}"),
+                            query("sockdiag:threshold:ephemeral_port_range_size * "
+                                  "sockdiag:threshold:time_wait_port_range_fraction", "alert threshold")],
+                           "short", overrides=[dashed("alert threshold")]), 8, 8)
+    d.add(timeseries_panel("CLOSE_WAIT per instance", "Sockets in CLOSE_WAIT per instance and protocol against "
+                           "the alert threshold. Bad: a line that only goes up (the application never closes them).",
+                           [query("sum by (instance, protocol) (" + inet('state="close_wait"') + ")",
+                                  "{{instance}} {{protocol}}"),
+                            query("sockdiag:threshold:close_wait_sockets", "alert threshold")],
+                           "short", overrides=[dashed("alert threshold")]), 8, 8)
     d.add(timeseries_panel("TCP orphans (FIN_WAIT1, CLOSING, LAST_ACK)", "TCP sockets in the states orphans are in "
-                     "(an upper bound of the kernel's orphan count) against 80% of the assumed "
-                     "net.ipv4.tcp_max_orphans. Bad: approaching the threshold: the kernel then resets closing "
-                     "connections.",
-                     [query(f"sum by (instance) (instance:sockdiag_tcp_orphan_states:sum{{{SOCKETS}}})", "{{instance}}"),
-                      query("sockdiag:threshold:tcp_max_orphans * sockdiag:threshold:kernel_limit_fraction",
-                             "alert threshold")],
-                     "short", overrides=[dashed("alert threshold")]), 8, 8)
+                           "(an upper bound of the kernel's orphan count) against 80% of the assumed "
+                           "net.ipv4.tcp_max_orphans. Bad: approaching the threshold: the kernel then resets closing "
+                           "connections.",
+                           [query(f"sum by (instance) (instance:sockdiag_tcp_orphan_states:sum{{{SOCKETS}}})",
+                                  "{{instance}}"),
+                            query("sockdiag:threshold:tcp_max_orphans * sockdiag:threshold:kernel_limit_fraction",
+                                  "alert threshold")],
+                           "short", overrides=[dashed("alert threshold")]), 8, 8)
 
     d.row("Queues")
     d.add(timeseries_panel("Receive queue bytes", "Sum of receive queues of data sockets (listeners excluded) per "
-                     "family and protocol: unread bytes for TCP and unix streams, queued memory for UDP, raw, "
-                     "netlink, packet. Bad: a sustained rise: readers are not keeping up.",
-                     [query(f"sum by (family, protocol) (instance_family_protocol:sockdiag_receive_queue_bytes:sum"
-                             f"{{{SOCKETS}}})", "{{family}} {{protocol}}")], "bytes", legend_table=True), 12, 8)
+                           "family and protocol: unread bytes for TCP and unix streams, queued memory for UDP, raw, "
+                           "netlink, packet. Bad: a sustained rise: readers are not keeping up.",
+                           [query("sum by (family, protocol) "
+                                  f"(instance_family_protocol:sockdiag_receive_queue_bytes:sum{{{SOCKETS}}})",
+                                  "{{family}} {{protocol}}")], "bytes", legend_table=True), 12, 8)
     d.add(timeseries_panel("Send queue bytes", "Sum of send queues per family and protocol: unacknowledged bytes for "
-                     "TCP, memory of unsent or unread data elsewhere. Bad: a sustained rise: peers or the "
-                     "network are not keeping up.",
-                     [query(f"sum by (family, protocol) (instance_family_protocol:sockdiag_send_queue_bytes:sum"
-                             f"{{{SOCKETS}}})", "{{family}} {{protocol}}")], "bytes", legend_table=True), 12, 8)
+                           "TCP, memory of unsent or unread data elsewhere. Bad: a sustained rise: peers or the "
+                           "network are not keeping up.",
+                           [query(f"sum by (family, protocol) (instance_family_protocol:sockdiag_send_queue_bytes:sum"
+                                  f"{{{SOCKETS}}})", "{{family}} {{protocol}}")], "bytes", legend_table=True), 12, 8)
     d.add(heatmap_panel("TCP receive queue depth", "How many TCP data sockets have how many unread bytes (per-socket "
-                  "gauge histogram). Bad: sockets moving into the upper buckets (above 1 MiB: alert "
-                  "SockdiagReceiveQueueBacklog).",
-                  f'sockdiag_socket_receive_queue_bytes_bucket{{{SOCKETS}, protocol="tcp"}}'), 8, 8)
+                        "gauge histogram). Bad: sockets moving into the upper buckets (above 1 MiB: alert "
+                        "SockdiagReceiveQueueBacklog).",
+                        f'sockdiag_socket_receive_queue_bytes_bucket{{{SOCKETS}, protocol="tcp"}}'), 8, 8)
     d.add(heatmap_panel("TCP send queue depth", "How many TCP data sockets have how many unacknowledged bytes. Bad: "
-                  "many sockets in the upper buckets: slow peers or a congested path.",
-                  f'sockdiag_socket_send_queue_bytes_bucket{{{SOCKETS}, protocol="tcp"}}'), 8, 8)
+                        "many sockets in the upper buckets: slow peers or a congested path.",
+                        f'sockdiag_socket_send_queue_bytes_bucket{{{SOCKETS}, protocol="tcp"}}'), 8, 8)
     d.add(heatmap_panel("UDP receive queue depth", "How many UDP and UDP-Lite sockets hold how much queued datagram "
-                  "memory. Bad: sockets in the upper buckets: a full buffer drops datagrams.",
-                  f'sockdiag_socket_receive_queue_bytes_bucket{{{SOCKETS}, protocol=~"udp|udplite"}}'), 8, 8)
+                        "memory. Bad: sockets in the upper buckets: a full buffer drops datagrams.",
+                        f'sockdiag_socket_receive_queue_bytes_bucket{{{SOCKETS}, protocol=~"udp|udplite"}}'), 8, 8)
     d.add(timeseries_panel("Sockets with more than 1 MiB unread", "Data sockets whose receive queue holds more than "
-                     "1 MiB, per instance, family and protocol. Bad: any that stay for minutes (alert "
-                     "SockdiagReceiveQueueBacklog after 15m).",
-                     [query("sum by (instance, family, protocol) "
-                             f"(instance_family_protocol:sockdiag_socket_receive_queue_bytes:count_over_1mib{{{SOCKETS}}})",
-                             "{{instance}} {{family}} {{protocol}}")], "short"), 12, 8)
+                           "1 MiB, per instance, family and protocol. Bad: any that stay for minutes (alert "
+                           "SockdiagReceiveQueueBacklog after 15m).",
+                           [query("sum by (instance, family, protocol) (instance_family_protocol:"
+                                  f"sockdiag_socket_receive_queue_bytes:count_over_1mib{{{SOCKETS}}})",
+                                  "{{instance}} {{family}} {{protocol}}")], "short"), 12, 8)
     d.add(timeseries_panel("Unread bytes in established TCP connections", "Receive queue bytes of established TCP "
-                     "connections per instance. Bad: a sustained rise on one instance: its applications read "
-                     "too slowly.",
-                     [query(f'sum by (instance) (sockdiag_receive_queue_bytes{{{SOCKETS}, protocol="tcp", '
-                             'state="established"})', "{{instance}}")], "bytes"), 12, 8)
+                           "connections per instance. Bad: a sustained rise on one instance: its applications read "
+                           "too slowly.",
+                           [query(f'sum by (instance) (sockdiag_receive_queue_bytes{{{SOCKETS}, protocol="tcp", '
+                                  'state="established"})', "{{instance}}")], "bytes"), 12, 8)
 
     d.row("Memory and drops")
     d.add(timeseries_panel("Receive memory", "Memory held by received data (SK_MEMINFO rmem_alloc) per family and "
-                     "protocol, for the collectors in memory.collectors. Bad: sustained growth.",
-                     [query(f"sum by (family, protocol) (sockdiag_receive_memory_bytes{{{SOCKETS}}})",
-                             "{{family}} {{protocol}}")], "bytes"), 8, 8)
+                           "protocol, for the collectors in memory.collectors. Bad: sustained growth.",
+                           [query(f"sum by (family, protocol) (sockdiag_receive_memory_bytes{{{SOCKETS}}})",
+                                  "{{family}} {{protocol}}")], "bytes"), 8, 8)
     d.add(timeseries_panel("Receive memory / receive buffer", "Receive memory as a share of the summed receive buffer "
-                     "limits (SO_RCVBUF) per family and protocol. Bad: near 100%: sockets are about to drop "
-                     "incoming packets.",
-                     [query(f"sum by (family, protocol) (sockdiag_receive_memory_bytes{{{SOCKETS}}}) / "
-                             f"sum by (family, protocol) (sockdiag_receive_buffer_bytes{{{SOCKETS}}})",
-                             "{{family}} {{protocol}}")], "percentunit"), 8, 8)
+                           "limits (SO_RCVBUF) per family and protocol. Bad: near 100%: sockets are about to drop "
+                           "incoming packets.",
+                           [query(f"sum by (family, protocol) (sockdiag_receive_memory_bytes{{{SOCKETS}}}) / "
+                                  f"sum by (family, protocol) (sockdiag_receive_buffer_bytes{{{SOCKETS}}})",
+                                  "{{family}} {{protocol}}")], "percentunit"), 8, 8)
     d.add(timeseries_panel("Send memory", "Memory held by data being sent (wmem_alloc) and by send queues "
-                     "(wmem_queued) per family and protocol. Bad: sustained growth: receivers or the network "
-                     "are slow.",
-                     [query(f"sum by (family, protocol) (sockdiag_send_memory_bytes{{{SOCKETS}}})",
-                             "{{family}} {{protocol}} allocated"),
-                      query(f"sum by (family, protocol) (sockdiag_send_queued_memory_bytes{{{SOCKETS}}})",
-                             "{{family}} {{protocol}} queued")], "bytes"), 8, 8)
+                           "(wmem_queued) per family and protocol. Bad: sustained growth: receivers or the network "
+                           "are slow.",
+                           [query(f"sum by (family, protocol) (sockdiag_send_memory_bytes{{{SOCKETS}}})",
+                                  "{{family}} {{protocol}} allocated"),
+                            query(f"sum by (family, protocol) (sockdiag_send_queued_memory_bytes{{{SOCKETS}}})",
+                                  "{{family}} {{protocol}} queued")], "bytes"), 8, 8)
     d.add(timeseries_panel("Reserved, option and backlog memory", "Forward-allocated memory, socket option memory "
-                     "and memory of packets in socket backlogs. Bad: backlog memory that stays above zero: "
-                     "packets arrive while the socket is busy faster than it drains them.",
-                     [query(f"sum by (protocol) (sockdiag_forward_alloc_bytes{{{SOCKETS}}})", "{{protocol}} fwd_alloc"),
-                      query(f"sum by (protocol) (sockdiag_option_memory_bytes{{{SOCKETS}}})", "{{protocol}} optmem"),
-                      query(f"sum by (protocol) (sockdiag_backlog_bytes{{{SOCKETS}}})", "{{protocol}} backlog")],
-                     "bytes"), 8, 8)
+                           "and memory of packets in socket backlogs. Bad: backlog memory that stays above zero: "
+                           "packets arrive while the socket is busy faster than it drains them.",
+                           [query(f"sum by (protocol) (sockdiag_forward_alloc_bytes{{{SOCKETS}}})",
+                                  "{{protocol}} fwd_alloc"),
+                            query(f"sum by (protocol) (sockdiag_option_memory_bytes{{{SOCKETS}}})",
+                                  "{{protocol}} optmem"),
+                            query(f"sum by (protocol) (sockdiag_backlog_bytes{{{SOCKETS}}})", "{{protocol}} backlog")],
+                           "bytes"), 8, 8)
     d.add(timeseries_panel("UDP receive errors", "Datagrams dropped per second because a receive buffer was full "
-                     "(RcvbufErrors), and all undelivered datagrams (InErrors). Bad: anything above zero for "
-                     "long: data loss (alert SockdiagUDPReceiveBufferErrors).",
-                     [query(f"sum by (instance, family, protocol) (rate(sockdiag_udp_receive_buffer_errors_total"
-                             f"{{{SOCKETS}}}[$__rate_interval]))", "{{instance}} {{family}} {{protocol}} buffer full"),
-                      query(f"sum by (instance, family, protocol) (rate(sockdiag_udp_receive_errors_total"
-                             f"{{{SOCKETS}}}[$__rate_interval]))", "{{instance}} {{family}} {{protocol}} all errors")],
-                     "pps"), 8, 8)
+                           "(RcvbufErrors), and all undelivered datagrams (InErrors). Bad: anything above zero for "
+                           "long: data loss (alert SockdiagUDPReceiveBufferErrors).",
+                           [query(f"sum by (instance, family, protocol) (rate(sockdiag_udp_receive_buffer_errors_total"
+                                  f"{{{SOCKETS}}}[$__rate_interval]))",
+                                  "{{instance}} {{family}} {{protocol}} buffer full"),
+                            query(f"sum by (instance, family, protocol) (rate(sockdiag_udp_receive_errors_total"
+                                  f"{{{SOCKETS}}}[$__rate_interval]))",
+                                  "{{instance}} {{family}} {{protocol}} all errors")],
+                           "pps"), 8, 8)
     d.add(timeseries_panel("Dropped packets on live sockets", "Sum of the lifetime drop counters of the sockets open "
-                     "now (SK_MEMINFO drops), per family, protocol and state. A gauge: it falls when sockets "
-                     "close. Bad: a rising line: a live socket is dropping packets.",
-                     [query(f"sum by (family, protocol, state) (sockdiag_dropped_packets{{{SOCKETS}}})",
-                             "{{family}} {{protocol}} {{state}}")], "short"), 8, 8)
+                           "now (SK_MEMINFO drops), per family, protocol and state. A gauge: it falls when sockets "
+                           "close. Bad: a rising line: a live socket is dropping packets.",
+                           [query(f"sum by (family, protocol, state) (sockdiag_dropped_packets{{{SOCKETS}}})",
+                                  "{{family}} {{protocol}} {{state}}")], "short"), 8, 8)
 
     d.row("Listeners")
     d.add(fullest_listeners("The 10 listening addresses with the fullest accept queues (length / limit). Bad: "
@@ -202,26 +226,26 @@ def overview() -> Layout:
                            "Bad: anything above zero: clients see slow or failed connects (alert "
                            "SockdiagTCPListenOverflows)."), 12, 8)
     d.add(timeseries_panel("Listeners folded into address=\"other\"", "Listening sockets beyond listeners.max_series, "
-                     "summed into address=\"other\" instead of reported one by one. Bad: above zero if you need "
-                     "every listener individually: raise listeners.max_series.",
-                     [query(f"sum by (instance, family, protocol) (sockdiag_listeners_folded{{{SOCKETS}}})",
-                             "{{instance}} {{family}} {{protocol}}")], "short"), 12, 8)
+                           "summed into address=\"other\" instead of reported one by one. Bad: above zero if you need "
+                           "every listener individually: raise listeners.max_series.",
+                           [query(f"sum by (instance, family, protocol) (sockdiag_listeners_folded{{{SOCKETS}}})",
+                                  "{{instance}} {{family}} {{protocol}}")], "short"), 12, 8)
 
     group = f'{SOCKETS}, port_group=~"$port_group"'
     d.row("Port groups")
     d.add(timeseries_panel("Sockets per port group", "Sockets whose local or remote port is in a configured port group "
-                     "(port_groups in the exporter config), per protocol and state. Empty without port groups. "
-                     "Bad: a group's CLOSE_WAIT or SYN_RECV growing, or its established count collapsing.",
-                     [query(f"sum by (port_group, protocol, state) (sockdiag_port_group_sockets{{{group}}})",
-                             "{{port_group}} {{protocol}} {{state}}")], "short", legend_table=True), 8, 8)
+                           "(port_groups in the exporter config), per protocol and state. Empty without port groups. "
+                           "Bad: a group's CLOSE_WAIT or SYN_RECV growing, or its established count collapsing.",
+                           [query(f"sum by (port_group, protocol, state) (sockdiag_port_group_sockets{{{group}}})",
+                                  "{{port_group}} {{protocol}} {{state}}")], "short", legend_table=True), 8, 8)
     d.add(timeseries_panel("Port group receive queues", "Receive queue bytes of each port group's data sockets. Bad: "
-                     "a sustained rise: that service reads too slowly.",
-                     [query(f"sum by (port_group, protocol) (sockdiag_port_group_receive_queue_bytes{{{group}}})",
-                             "{{port_group}} {{protocol}}")], "bytes"), 8, 8)
+                           "a sustained rise: that service reads too slowly.",
+                           [query(f"sum by (port_group, protocol) (sockdiag_port_group_receive_queue_bytes{{{group}}})",
+                                  "{{port_group}} {{protocol}}")], "bytes"), 8, 8)
     d.add(timeseries_panel("Port group send queues", "Send queue bytes of each port group's data sockets. Bad: a "
-                     "sustained rise: that service's peers (or the network to them) are slow.",
-                     [query(f"sum by (port_group, protocol) (sockdiag_port_group_send_queue_bytes{{{group}}})",
-                             "{{port_group}} {{protocol}}")], "bytes"), 8, 8)
+                           "sustained rise: that service's peers (or the network to them) are slow.",
+                           [query(f"sum by (port_group, protocol) (sockdiag_port_group_send_queue_bytes{{{group}}})",
+                                  "{{port_group}} {{protocol}}")], "bytes"), 8, 8)
 
     d.row("Network namespaces, units and containers")
     one_ns = f'{EXPORTER}, netns=~"$netns"'
@@ -256,44 +280,45 @@ def overview() -> Layout:
 
     d.row("Exporter health")
     d.add(state_timeline_panel("Collectors", "Whether each collector's last collection succeeded. Bad: red (failed): "
-                         "that collector's socket metrics are missing (alert SockdiagCollectorFailed).",
-                         f"min by (collector) (sockdiag_scrape_collector_success{{{EXPORTER}}})", "{{collector}}",
-                         "none", BOOL_MAPPINGS), 12, 8)
+                               "that collector's socket metrics are missing (alert SockdiagCollectorFailed).",
+                               f"min by (collector) (sockdiag_scrape_collector_success{{{EXPORTER}}})", "{{collector}}",
+                               "none", BOOL_MAPPINGS), 12, 8)
     d.add(timeseries_panel("Collector durations", "Time each collector took in its last collection (slowest "
-                     "instance). Bad: approaching the scrape timeout, or netlink.timeout_seconds.",
-                     [query(f"max by (collector) (sockdiag_scrape_collector_duration_seconds{{{EXPORTER}}})",
-                             "{{collector}}")], "s", stack=True), 12, 8)
+                           "instance). Bad: approaching the scrape timeout, or netlink.timeout_seconds.",
+                           [query(f"max by (collector) (sockdiag_scrape_collector_duration_seconds{{{EXPORTER}}})",
+                                  "{{collector}}")], "s", stack=True), 12, 8)
     d.add(timeseries_panel("Scrape duration", "How long Prometheus took to scrape each exporter (every collector plus "
-                     "HTTP). Bad: approaching the job's scrape_timeout: scrapes then fail (alert "
-                     "SockdiagExporterDown).",
-                     [query(f"scrape_duration_seconds{{{EXPORTER}}}", "{{instance}}")], "s"), 8, 8)
+                           "HTTP). Bad: approaching the job's scrape_timeout: scrapes then fail (alert "
+                           "SockdiagExporterDown).",
+                           [query(f"scrape_duration_seconds{{{EXPORTER}}}", "{{instance}}")], "s"), 8, 8)
     d.add(stat_panel("Targets down", "Exporter targets Prometheus could not scrape at the last attempt. Bad: anything "
-               "but 0.", f"count(up{{{EXPORTER}}} == 0) or vector(0)", "short",
-               steps=RED_FROM_1), 4, 8)
+                     "but 0.", f"count(up{{{EXPORTER}}} == 0) or vector(0)", "short",
+                     steps=RED_FROM_1), 4, 8)
     d.add(stat_panel("Missing diag handlers", "Family/protocol pairs this kernel has no sock_diag handler for: they "
-               "are not reported (raw sockets are then read from /proc). Bad: a protocol you use, such as "
-               "sctp, listed as missing in the table.",
-               f"count(sockdiag_diag_handler_available{{{SOCKETS}}} == 0) or vector(0)", "short"), 4, 8)
+                     "are not reported (raw sockets are then read from /proc). Bad: a protocol you use, such as "
+                     "sctp, listed as missing in the table.",
+                     f"count(sockdiag_diag_handler_available{{{SOCKETS}}} == 0) or vector(0)", "short"), 4, 8)
     d.add(table_panel("Diag handlers", "1 (ok) if the kernel answers sock_diag dumps for the family and protocol, 0 "
-                "(failed) if it has no handler. Bad: 0 for a protocol in use: its sockets are invisible.",
-                f"sort(sockdiag_diag_handler_available{{{SOCKETS}}})", "none",
-                mappings=value_mappings(**{"0": ("missing", "orange"), "1": ("ok", "green")})), 8, 8)
+                      "(failed) if it has no handler. Bad: 0 for a protocol in use: its sockets are invisible.",
+                      f"sort(sockdiag_diag_handler_available{{{SOCKETS}}})", "none",
+                      mappings=value_mappings(**{"0": ("missing", "orange"), "1": ("ok", "green")})), 8, 8)
     d.add(timeseries_panel("Netlink dumps and retries", "sock_diag dump requests per second and those started again "
-                     "after an interrupted dump or a transient error. Bad: retries close to the dump rate: heavy "
-                     "socket churn or too small netlink.receive_buffer_bytes.",
-                     [query(f"sum by (instance) (rate(sockdiag_netlink_dumps_total{{{EXPORTER}}}[$__rate_interval]))",
-                             "{{instance}} dumps"),
-                      query(f"sum by (instance) (rate(sockdiag_netlink_dump_retries_total{{{EXPORTER}}}"
-                             "[$__rate_interval]))", "{{instance}} retries")], "ops"), 8, 8)
+                           "after an interrupted dump or a transient error. Bad: retries close to the dump rate: heavy "
+                           "socket churn or too small netlink.receive_buffer_bytes.",
+                           [query(f"sum by (instance) (rate(sockdiag_netlink_dumps_total{{{EXPORTER}}}"
+                                  "[$__rate_interval]))",
+                                  "{{instance}} dumps"),
+                            query(f"sum by (instance) (rate(sockdiag_netlink_dump_retries_total{{{EXPORTER}}}"
+                                  "[$__rate_interval]))", "{{instance}} retries")], "ops"), 8, 8)
     d.add(timeseries_panel("Series left out by series_budget", "Series dropped from each scrape to stay within "
-                     "series_budget, per breakdown (only with series_budget set). Bad: above zero when you "
-                     "need that breakdown: raise the budget.",
-                     [query(f"sum by (instance, breakdown) (sockdiag_series_budget_dropped_series{{{EXPORTER}}})",
-                             "{{instance}} {{breakdown}}")], "short"), 8, 8)
+                           "series_budget, per breakdown (only with series_budget set). Bad: above zero when you "
+                           "need that breakdown: raise the budget.",
+                           [query(f"sum by (instance, breakdown) (sockdiag_series_budget_dropped_series{{{EXPORTER}}})",
+                                  "{{instance}} {{breakdown}}")], "short"), 8, 8)
     d.add(timeseries_panel("Exporter resident memory", "Resident memory of the exporter process. Bad: memory that "
-                     "grows over days (it stays flat whatever the socket count).",
-                     [query(f"process_resident_memory_bytes{{{EXPORTER}}}", "{{instance}} resident memory")],
-                     "bytes"), 8, 8)
+                           "grows over days (it stays flat whatever the socket count).",
+                           [query(f"process_resident_memory_bytes{{{EXPORTER}}}", "{{instance}} resident memory")],
+                           "bytes"), 8, 8)
     return d
 
 
@@ -324,25 +349,27 @@ def listeners() -> Layout:
     one = f'{SOCKETS}, address=~"$address"'
     d.row("Listener $address", repeat="address")
     d.add(timeseries_panel("Accept queue: waiting vs limit", "Connections waiting for accept() on this address and "
-                     "its accept-queue limit (listen() backlog capped by net.core.somaxconn), per instance and "
-                     "protocol. Bad: the waiting line reaching the dashed limit: new connections are dropped.",
-                     [query(f"sum by (instance, family, protocol) (sockdiag_listener_accept_queue_length{{{one}}})",
-                             "{{instance}} {{family}} {{protocol}} waiting"),
-                      query(f"sum by (instance, family, protocol) (sockdiag_listener_accept_queue_limit{{{one}}})",
-                             "{{instance}} {{family}} {{protocol}} limit")],
-                     "short", overrides=[dashed(".* limit")]), 9, 8)
+                           "its accept-queue limit (listen() backlog capped by net.core.somaxconn), per instance and "
+                           "protocol. Bad: the waiting line reaching the dashed limit: new connections are dropped.",
+                           [query("sum by (instance, family, protocol) "
+                                  f"(sockdiag_listener_accept_queue_length{{{one}}})",
+                                  "{{instance}} {{family}} {{protocol}} waiting"),
+                            query("sum by (instance, family, protocol) "
+                                  f"(sockdiag_listener_accept_queue_limit{{{one}}})",
+                                  "{{instance}} {{family}} {{protocol}} limit")],
+                           "short", overrides=[dashed(".* limit")]), 9, 8)
     d.add(timeseries_panel("Accept queue fill", "Waiting connections as a share of the limit. Bad: above the 80% "
-                     "line for minutes (alert SockdiagListenerAcceptQueueNearLimit); 100% drops connections.",
-                     [query(f"instance_address:sockdiag_listener_accept_queue:fill_ratio{{{one}}}",
-                             "{{instance}} {{family}} {{protocol}}")], "percentunit",
-                     steps=((None, "green"), (0.8, "red")), threshold_line=True), 6, 8)
+                           "line for minutes (alert SockdiagListenerAcceptQueueNearLimit); 100% drops connections.",
+                           [query(f"instance_address:sockdiag_listener_accept_queue:fill_ratio{{{one}}}",
+                                  "{{instance}} {{family}} {{protocol}}")], "percentunit",
+                           steps=((None, "green"), (0.8, "red")), threshold_line=True), 6, 8)
     d.add(listen_overflows("Listen overflows and drops (host-wide)", "The TCP ListenOverflows and ListenDrops "
                            "per second of the listener's network namespace, shown next to it to correlate: the "
                            "kernel does not count them per listener. Bad: above zero while this listener is full."),
           6, 8)
     d.add(stat_panel("Listening sockets", "Sockets behind this address: more than 1 with SO_REUSEPORT (their queues "
-               "and limits are summed). Bad: fewer than the application should have (a worker died).",
-               f"sum(sockdiag_listener_sockets{{{one}}})", "short"), 3, 8)
+                     "and limits are summed). Bad: fewer than the application should have (a worker died).",
+                     f"sum(sockdiag_listener_sockets{{{one}}})", "short"), 3, 8)
     return d
 
 

@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import sys
+from typing import Optional
 
 import _jsonnet
 import yaml
@@ -76,7 +77,7 @@ def dashboard_json(dashboard: dict) -> str:
     return json.dumps(dashboard, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
 
 
-def evaluate(config: dict = None) -> dict:
+def evaluate(config: Optional[dict] = None) -> dict:
     """The mixin as JSON; config is merged into _config (thresholds key by key), as a user's override would."""
     snippet = "local mixin = import 'mixin.libsonnet';\n"
     if config:
@@ -88,7 +89,7 @@ def evaluate(config: dict = None) -> dict:
     return json.loads(_jsonnet.evaluate_snippet(os.path.join(HERE, "render.jsonnet"), snippet, jpathdir=[HERE]))
 
 
-def render(config: dict = None) -> dict:
+def render(config: Optional[dict] = None) -> dict:
     """Shipped file (path relative to the repository) -> its content."""
     mixin = evaluate(config)
     files = {

@@ -28,7 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 PROM_DIR = os.path.join(ROOT, "deploy", "prometheus")
 K8S_DIR = os.path.join(ROOT, "deploy", "kubernetes")
 sys.path.insert(0, os.path.join(ROOT, "deploy", "mixin"))
-import render as mixin  # noqa: E402  (deploy/mixin/render.py)
+import render as mixin  # deploy/mixin/render.py, imported after the path is set
 
 EXPORTER_PORT = 19965
 PROMETHEUS_PORT = 19090
@@ -356,7 +356,7 @@ def unfiltered_labels(api, expr, variables, label_names):
     missing = []
     code = re.sub(r'"(?:[^"\\]|\\.)*"', lambda q: '"' + "x" * (len(q.group(0)) - 2) + '"', expr)  # same offsets
     for m in re.finditer(r"(?<![\w:])([a-zA-Z_][\w]*(?::[\w]+)*)\s*(\{[^}]*\})?(?!\s*\()", code):
-        name, matchers = m.group(1), m.group(2) or ""
+        name = m.group(1)
         if name in ("by", "without", "on", "group_left", "group_right", "or", "and", "unless", "bool") \
                 or name.startswith("__"):
             continue

@@ -15,7 +15,7 @@ import yaml
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MIXIN = os.path.join(ROOT, "deploy", "mixin")
 sys.path.insert(0, MIXIN)
-import render  # noqa: E402  (deploy/mixin/render.py)
+import render  # deploy/mixin/render.py, imported after the path is set
 
 SHIPPED = ("deploy/prometheus/rules.yml", "deploy/prometheus/alerts.yml", "grafana/dashboards")
 

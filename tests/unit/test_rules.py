@@ -12,7 +12,6 @@ import sys
 
 import pytest
 import yaml
-
 from sockdiag_exporter import metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -22,7 +21,7 @@ UNIT_TESTS = sorted(glob.glob(os.path.join(PROM, "tests", "*.yml")))
 RUNBOOKS = os.path.join(ROOT, "docs", "runbooks.md")
 RUNBOOK_BASE = "https://github.com/sockdiag-exporter/sockdiag-exporter/blob/main/docs/runbooks.md#"
 sys.path.insert(0, os.path.join(ROOT, "deploy", "mixin"))
-import render as mixin  # noqa: E402  (deploy/mixin/render.py)
+import render as mixin  # deploy/mixin/render.py, imported after the path is set
 
 
 def load(path):
