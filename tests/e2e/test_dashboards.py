@@ -1,5 +1,6 @@
-"""Grafana dashboards: generated, well-formed, every panel on the datasource variable with a unit and a description,
-laid out without overlaps, and every metric they query served by a real exporter or recorded by rules.yml."""
+"""Grafana dashboards: generated (SDK, then the mixin), well-formed, every panel on the datasource variable with a
+unit and a description, laid out without overlaps, and every metric they query served by a real exporter or
+recorded by rules.yml."""
 
 import glob
 import json
@@ -17,6 +18,7 @@ from helpers import scrape
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GRAFANA = os.path.join(ROOT, "grafana")
 DASHBOARD_FILES = sorted(glob.glob(os.path.join(GRAFANA, "dashboards", "*.json")))
+MIXIN_DASHBOARDS = os.path.join(ROOT, "deploy", "mixin", "dashboards")
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
 
@@ -62,13 +64,16 @@ def test_dashboards_exist_with_unique_uids():
 
 
 def test_regenerating_changes_nothing(tmp_path):
+    """The SDK generator writes the mixin's dashboards (deploy/mixin/dashboards/); the mixin renders the shipped
+    grafana/dashboards/ from them (tests/unit/test_mixin.py)."""
     result = subprocess.run([sys.executable, os.path.join(GRAFANA, "generate.py"), "--out", str(tmp_path)],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     generated = sorted(os.listdir(tmp_path))
-    assert generated == sorted(DASHBOARDS), "grafana/dashboards/ holds files the generator does not write"
+    assert generated == sorted(os.listdir(MIXIN_DASHBOARDS)) == sorted(DASHBOARDS), \
+        "the mixin's or the shipped dashboards differ from what the generator writes"
     for name in generated:
-        with open(os.path.join(GRAFANA, "dashboards", name), encoding="utf-8") as committed:
+        with open(os.path.join(MIXIN_DASHBOARDS, name), encoding="utf-8") as committed:
             assert (tmp_path / name).read_text(encoding="utf-8") == committed.read(), \
                 f"{name} is out of date: run python3 grafana/generate.py"
     check = subprocess.run([sys.executable, os.path.join(GRAFANA, "generate.py"), "--check"], capture_output=True)
@@ -78,7 +83,7 @@ def test_regenerating_changes_nothing(tmp_path):
 @pytest.mark.parametrize("name", sorted(DASHBOARDS))
 def test_schema_and_variables(name):
     d = DASHBOARDS[name]
-    assert d["schemaVersion"] >= 38 and d["id"] is None and d["uid"] and d["title"]
+    assert d["schemaVersion"] == 41 and d.get("id") is None and d["uid"] and d["title"]
     variables = {v["name"]: v for v in d["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
     for name_ in ("job", "instance"):
@@ -129,7 +134,7 @@ def test_overview_rows_and_listeners_repeat():
     overview = DASHBOARDS["sockdiag-overview.json"]
     rows = [p["title"] for p in overview["panels"] if p["type"] == "row"]
     assert rows == ["Summary", "Sockets by family, protocol and state", "Queues", "Memory and drops", "Listeners",
-                    "Port groups", "Exporter health"]
+                    "Port groups", "Network namespaces, units and containers", "Exporter health"]
     types = {p["type"] for p in overview["panels"]}
     assert {"heatmap", "timeseries", "stat", "bargauge", "table", "state-timeline"} <= types
     for p in overview["panels"]:
@@ -147,13 +152,15 @@ def test_overview_rows_and_listeners_repeat():
 
 
 def test_every_metric_queried_is_served_or_recorded(netns):
-    """Names in the dashboards against what a real exporter serves (with a listener, a UDP socket and a port group,
-    so the optional breakdowns are present) and what rules.yml records."""
+    """Names in the dashboards against what a real exporter serves (with a listener, a UDP socket, a port group,
+    namespaces and cgroup attribution, so the optional breakdowns are present) and what rules.yml records."""
     listener = netns.run(socket.create_server, ("127.0.0.1", 8080))
     udp = netns.run(socket.socket, socket.AF_INET, socket.SOCK_DGRAM)
     netns.run(udp.bind, ("127.0.0.1", 5353))
     netns.keep += [listener, udp]
-    exposition = scrape(netns, config={"port_groups": {"web": {"local": [8080]}}, "series_budget": 100000})
+    exposition = scrape(netns, config={"port_groups": {"web": {"local": [8080]}}, "series_budget": 100000,
+                                       "namespaces": {"named": True, "include": [netns.name]},
+                                       "cgroups": {"enabled": True}})
     served = {name for name, _ in exposition.samples}
     recorded = recorded_names()
     for name, d in DASHBOARDS.items():

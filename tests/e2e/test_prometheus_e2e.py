@@ -1,9 +1,11 @@
 """End to end against a real Prometheus: the exporter daemon and `prometheus` run in one fresh network namespace
-(127.0.0.1 only, a temporary data directory, 1 s scrapes), loading the shipped rules with `for:` shortened and a
-few thresholds lowered. Real trouble is built in the namespace — a listener whose full accept queue overflows,
-CLOSE_WAIT sockets, TIME_WAIT sockets, orphans in FIN_WAIT1, a socket with megabytes unread, a UDP receiver that
-drops datagrams, a dead scrape target — and the matching alerts must reach "firing" through /api/v1/alerts. Then
-every query of every dashboard, its variables substituted as Grafana would, must parse and return data."""
+(127.0.0.1 only, a temporary data directory, 1 s scrapes), scraping with the shipped example's job and loading
+the rules the mixin renders with a few thresholds lowered through its _config (and `for:` shortened). Real trouble
+is built in the namespace — a listener whose full accept queue overflows, CLOSE_WAIT sockets, TIME_WAIT sockets,
+orphans in FIN_WAIT1, a socket with megabytes unread, a UDP receiver that drops datagrams, a dead scrape target —
+and the matching alerts must reach "firing" through /api/v1/alerts. Then every query of the mixin's dashboards,
+its variables substituted as Grafana would, must parse and return data, and filter on every variable whose label
+its series carry. Last, every shipped scrape configuration must yield the job the rules select."""
 
 import http.client
 import json
@@ -20,9 +22,13 @@ import urllib.parse
 import pytest
 import yaml
 
+from helpers import NetNS
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROM_DIR = os.path.join(ROOT, "deploy", "prometheus")
-DASHBOARD_DIR = os.path.join(ROOT, "grafana", "dashboards")
+K8S_DIR = os.path.join(ROOT, "deploy", "kubernetes")
+sys.path.insert(0, os.path.join(ROOT, "deploy", "mixin"))
+import render as mixin  # deploy/mixin/render.py, imported after the path is set
 
 EXPORTER_PORT = 19965
 PROMETHEUS_PORT = 19090
@@ -30,12 +36,13 @@ DEAD_PORT = 9  # nothing listens there: a target that is down
 FULL_PORT, CLOSE_WAIT_PORT, TIME_WAIT_PORT, ORPHAN_PORT, BACKLOG_PORT, UDP_PORT = 8080, 8081, 8082, 8083, 8084, 5353
 SO_RCVBUFFORCE = 33  # Linux; not exported by the socket module
 
-# Thresholds lowered so a handful of sockets cross them (the shipped values are for production hosts); the other
-# thresholds (fill ratio 0.8, any overflow, any UDP drop, any socket over 1 MiB) are used as shipped.
+# Thresholds lowered through the mixin's _config so a handful of sockets cross them (the shipped values are for
+# production hosts); the other thresholds (fill ratio 0.8, any overflow, any UDP drop, any socket over 1 MiB) are
+# used as shipped.
 THRESHOLDS = {
-    "sockdiag:threshold:close_wait_sockets": 3,           # 4 CLOSE_WAIT sockets are made
-    "sockdiag:threshold:ephemeral_port_range_size": 4,    # x 0.8 = 3.2; 5 TIME_WAIT sockets are made
-    "sockdiag:threshold:tcp_max_orphans": 2,              # x 0.8 = 1.6; 3 orphans are made
+    "close_wait_sockets": 3,           # 4 CLOSE_WAIT sockets are made
+    "ephemeral_port_range_size": 4,    # x 0.8 = 3.2; 5 TIME_WAIT sockets are made
+    "tcp_max_orphans": 2,              # x 0.8 = 1.6; 3 orphans are made
 }
 EXPECTED_FIRING = {
     "SockdiagListenerAcceptQueueNearLimit": {"address": f"127.0.0.1:{FULL_PORT}", "protocol": "tcp"},
@@ -98,23 +105,26 @@ class Process:
 
 
 def write_rule_files(tmp_path):
-    """Copies of rules.yml and alerts.yml for the test: thresholds lowered, every `for:` 1 s."""
-    with open(os.path.join(PROM_DIR, "rules.yml"), encoding="utf-8") as f:
-        rules = yaml.safe_load(f)
-    found = set()
-    for group in rules["groups"]:
+    """The mixin rendered with the thresholds lowered; every `for:` 1 s. Returns its dashboards."""
+    rendered = mixin.evaluate({"thresholds": THRESHOLDS})
+    for group in rendered["rules"]["groups"]:
         for rule in group["rules"]:
-            if rule.get("record") in THRESHOLDS:
-                rule["expr"] = f"vector({THRESHOLDS[rule['record']]})"
-                found.add(rule["record"])
-    assert found == set(THRESHOLDS)
-    with open(os.path.join(PROM_DIR, "alerts.yml"), encoding="utf-8") as f:
-        alerts = yaml.safe_load(f)
-    for group in alerts["groups"]:
+            name = rule["record"].rpartition(":")[2]
+            if name in THRESHOLDS:
+                assert rule["expr"] == f"vector({THRESHOLDS[name]})"
+    for group in rendered["alerts"]["groups"]:
         for rule in group["rules"]:
             rule["for"] = "1s"
-    (tmp_path / "rules.yml").write_text(yaml.safe_dump(rules, sort_keys=False))
-    (tmp_path / "alerts.yml").write_text(yaml.safe_dump(alerts, sort_keys=False))
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump(rendered["rules"], sort_keys=False))
+    (tmp_path / "alerts.yml").write_text(yaml.safe_dump(rendered["alerts"], sort_keys=False))
+    return rendered["dashboards"]
+
+
+def shipped_static_job():
+    """The exporter's job of deploy/prometheus/prometheus.example.yml."""
+    with open(os.path.join(PROM_DIR, "prometheus.example.yml"), encoding="utf-8") as f:
+        (job,) = [j for j in yaml.safe_load(f)["scrape_configs"] if "static_configs" in j]
+    return job
 
 
 class Trouble:
@@ -222,17 +232,33 @@ def fill(sock):
 
 @pytest.fixture
 def stack(netns, tmp_path):
-    """Exporter and Prometheus in the namespace, with the trouble built; yields a query function."""
-    write_rule_files(tmp_path)
+    """Exporter and Prometheus in the namespace, with the trouble built; yields a query function and the mixin's
+    dashboards. The exporter also collects a second namespace with a listener (netns label) and attributes
+    sockets to cgroups (cgroup label), so every dashboard variable has values."""
+    dashboards = write_rule_files(tmp_path)
+    # A second namespace with a listener and one connection waiting in its accept queue (a namespace's zero
+    # values are left out: sparse).
+    peer = NetNS()
+    server = peer.run(socket.create_server, ("127.0.0.1", 8443))
+    client = peer.run(socket.create_connection, ("127.0.0.1", 8443))
+    peer.keep += [server, client]
+    # cgroup2 mounted where `ip netns exec` (which mounts a new /sys) leaves it visible to the exporter.
+    cgroup2 = tmp_path / "cgroup2"
+    cgroup2.mkdir()
+    subprocess.run(["mount", "-t", "cgroup2", "none", str(cgroup2)], check=True)
     (tmp_path / "exporter.yml").write_text(yaml.safe_dump({
         "port_groups": {"web": {"local": [FULL_PORT, CLOSE_WAIT_PORT]}, "bulk": {"local": [BACKLOG_PORT]}},
         "series_budget": 100000,
+        "namespaces": {"named": True, "include": [peer.name]},
+        "cgroups": {"enabled": True, "mount": str(cgroup2)},
     }))
+    job = shipped_static_job()
+    job["static_configs"] = [{"targets": [f"127.0.0.1:{EXPORTER_PORT}", f"127.0.0.1:{DEAD_PORT}"]}]
+    job.pop("scrape_interval", None)
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(tmp_path / "rules.yml"), str(tmp_path / "alerts.yml")],
-        "scrape_configs": [{"job_name": "sockdiag", "static_configs": [{"targets": [
-            f"127.0.0.1:{EXPORTER_PORT}", f"127.0.0.1:{DEAD_PORT}"]}]}],
+        "scrape_configs": [job],
     }))
     check = subprocess.run(["promtool", "check", "config", str(tmp_path / "prometheus.yml")], capture_output=True,
                            text=True)
@@ -259,11 +285,13 @@ def stack(netns, tmp_path):
             assert status == 200 and reply["status"] == "success", f"{path} {params}: {reply}"
             return reply["data"]
 
-        yield api
+        yield api, dashboards
     finally:
         for p in reversed(processes):
             p.stop()
         trouble.close()
+        peer.delete()
+        subprocess.run(["umount", str(cgroup2)], check=False)
         for name in ("exporter.log", "prometheus.log"):
             path = tmp_path / name
             if path.exists() and path.stat().st_size:
@@ -298,7 +326,9 @@ def resolve_variables(api, dashboard):
         found = api(f"label/{m.group(2)}/values", **{"match[]": selector})
         assert found, f"variable {var['name']}: label_values({selector}, {m.group(2)}) is empty"
         values[var["name"]] = found
-        if var.get("multi") or var.get("includeAll"):
+        if var.get("allValue"):  # "All" stands for the variable's allValue, not for the values found
+            texts[var["name"]] = var["allValue"]
+        elif var.get("multi") or var.get("includeAll"):
             texts[var["name"]] = "(" + "|".join(grafana_regex_escape(v) for v in found) + ")"
         else:
             texts[var["name"]] = found[0]
@@ -309,8 +339,37 @@ def firing(api):
     return [a for a in api("alerts")["alerts"] if a["state"] == "firing"]
 
 
+def variable_labels(dashboard):
+    """Variable name -> the label it filters on (label_values(..., label)), for the query variables."""
+    return {v["name"]: re.fullmatch(r"label_values\((.+),\s*(\w+)\)", v["query"]["query"]).group(2)
+            for v in dashboard["templating"]["list"] if v["type"] == "query"}
+
+
+def unfiltered_labels(api, expr, variables, label_names):
+    """(metric, label) pairs where expr reads a metric whose series carry a variable's label without filtering
+    on that variable (label_names caches the label names of each metric's series in Prometheus)."""
+    def labels_of(name):
+        if name not in label_names:
+            label_names[name] = {label for series in api("series", **{"match[]": name}) for label in series}
+        return label_names[name]
+
+    missing = []
+    code = re.sub(r'"(?:[^"\\]|\\.)*"', lambda q: '"' + "x" * (len(q.group(0)) - 2) + '"', expr)  # same offsets
+    for m in re.finditer(r"(?<![\w:])([a-zA-Z_][\w]*(?::[\w]+)*)\s*(\{[^}]*\})?(?!\s*\()", code):
+        name = m.group(1)
+        if name in ("by", "without", "on", "group_left", "group_right", "or", "and", "unless", "bool") \
+                or name.startswith("__"):
+            continue
+        original = expr[m.start(2):m.end(2)]
+        for var, label in variables.items():
+            if label in labels_of(name) and f'{label}=~"${var}"' not in original:
+                missing.append((name, label))
+    return missing
+
+
 def test_alerts_fire_and_every_dashboard_query_returns_data(stack):
-    api = stack
+    api, dashboards = stack
+    job_name = shipped_static_job()["job_name"]
 
     def all_expected_firing():
         alerts = firing(api)
@@ -332,11 +391,14 @@ def test_alerts_fire_and_every_dashboard_query_returns_data(stack):
     # rate() over $__rate_interval needs two samples of every counter in the window: wait for a few more scrapes.
     time.sleep(3)
     checked = 0
-    for name in sorted(os.listdir(DASHBOARD_DIR)):
-        with open(os.path.join(DASHBOARD_DIR, name), encoding="utf-8") as f:
-            dashboard = json.load(f)
+    label_names = {}
+    for name, dashboard in sorted(dashboards.items()):
         values, texts = resolve_variables(api, dashboard)
-        assert values["job"] == ["sockdiag"] and values["instance"] == [f"127.0.0.1:{EXPORTER_PORT}"]
+        assert values["job"] == [job_name] and values["instance"] == [f"127.0.0.1:{EXPORTER_PORT}"]
+        assert len(values["netns"]) == 2, values["netns"]
+        if "cgroup" in values:
+            assert values["cgroup"], "no cgroup attributed"
+        variables = variable_labels(dashboard)
         if "port_group" in values:
             assert values["port_group"] == ["bulk", "web"]
         if "address" in values:
@@ -350,9 +412,132 @@ def test_alerts_fire_and_every_dashboard_query_returns_data(stack):
             for value in values[repeat] if repeat else [None]:
                 panel_texts = dict(texts, **({repeat: grafana_regex_escape(value)} if repeat else {}))
                 for t in panel["targets"]:
+                    unfiltered = unfiltered_labels(api, t["expr"], variables, label_names)
+                    assert not unfiltered, f"{name} / {panel['title']}: {unfiltered} not filtered in {t['expr']}"
                     expr = substitute(t["expr"], panel_texts)
                     data = api("query", query=expr)
                     assert data["result"], f"{name} / {panel['title']} ({value}): no data for {expr}"
                     checked += 1
     print(f"firing: {sorted(active)}; {checked} dashboard queries returned data")
     assert checked > 60
+
+
+# --- Every shipped scrape configuration yields the job the rules select ----------------------------------------
+
+def kubernetes_documents(name):
+    with open(os.path.join(K8S_DIR, name), encoding="utf-8") as f:
+        return [d for d in yaml.safe_load_all(f) if d]
+
+
+def sanitize(label):
+    return re.sub(r"[^a-zA-Z0-9_]", "_", label)
+
+
+def pod_meta_labels():
+    """The __meta_kubernetes_* labels Kubernetes service discovery gives a pod of the shipped DaemonSet (role pod;
+    endpoints role adds the Service's)."""
+    daemonset = next(d for d in kubernetes_documents("daemonset.yaml") if d["kind"] == "DaemonSet")
+    (container,) = daemonset["spec"]["template"]["spec"]["containers"]
+    (port,) = container["ports"]
+    labels = {"__meta_kubernetes_namespace": daemonset["metadata"]["namespace"],
+              "__meta_kubernetes_pod_name": daemonset["metadata"]["name"] + "-x7k2p",
+              "__meta_kubernetes_pod_node_name": "node-1",
+              "__meta_kubernetes_pod_container_name": container["name"],
+              "__meta_kubernetes_pod_container_port_name": port["name"],
+              "__meta_kubernetes_pod_container_port_number": str(port["containerPort"]),
+              "__meta_kubernetes_pod_container_port_protocol": port["protocol"]}
+    for key, value in daemonset["spec"]["template"]["metadata"]["labels"].items():
+        labels[f"__meta_kubernetes_pod_label_{sanitize(key)}"] = value
+        labels[f"__meta_kubernetes_pod_labelpresent_{sanitize(key)}"] = "true"
+    return labels
+
+
+def relabel_config(operator_relabeling):
+    """A ServiceMonitor relabeling (camelCase) as Prometheus's relabel_config."""
+    names = {"sourceLabels": "source_labels", "targetLabel": "target_label"}
+    return {names.get(key, key): value for key, value in operator_relabeling.items()}
+
+
+def service_monitor_job(monitor, service, with_its_relabelings=True):
+    """The scrape job the Prometheus Operator generates for the monitor's first endpoint (its
+    generateServiceMonitorConfig): keep the Service's selected labels and the endpoint's port; job = the Service
+    name, or the value of the Service label spec.jobLabel names; then the endpoint's own relabelings."""
+    endpoint = monitor["spec"]["endpoints"][0]
+    relabel = [{"action": "keep", "source_labels": [f"__meta_kubernetes_service_label_{sanitize(k)}"], "regex": v}
+               for k, v in sorted(monitor["spec"]["selector"]["matchLabels"].items())]
+    relabel.append({"action": "keep", "source_labels": ["__meta_kubernetes_endpoint_port_name"],
+                    "regex": endpoint["port"]})
+    relabel.append({"source_labels": ["__meta_kubernetes_service_name"], "target_label": "job"})
+    if monitor["spec"].get("jobLabel"):
+        relabel.append({"source_labels": [f"__meta_kubernetes_service_label_{sanitize(monitor['spec']['jobLabel'])}"],
+                        "target_label": "job", "regex": "(.+)"})
+    if with_its_relabelings:
+        relabel += [relabel_config(r) for r in endpoint.get("relabelings", [])]
+    meta = dict(pod_meta_labels(), __meta_kubernetes_service_name=service["metadata"]["name"],
+                __meta_kubernetes_endpoint_port_name=endpoint["port"])
+    for key, value in service["metadata"]["labels"].items():
+        meta[f"__meta_kubernetes_service_label_{sanitize(key)}"] = value
+    name = f"serviceMonitor/{monitor['metadata']['namespace']}/{monitor['metadata']['name']}/0"
+    return {"job_name": name, "relabel_configs": relabel}, meta
+
+
+def test_every_shipped_scrape_config_yields_the_job_the_rules_select(netns, tmp_path):
+    """A real Prometheus relabels a target of each shipped scrape configuration: the static example as shipped;
+    the Kubernetes SD job and the Operator's job for the ServiceMonitor with the discovered target handed over by
+    file_sd, carrying the meta labels Kubernetes discovery would attach. Then `up` with the rules' selector must
+    find each one's target (and the ServiceMonitor without its job relabeling must not be found: the Operator
+    names that job after the Service)."""
+    selector = mixin.evaluate()["config"]["sockdiagSelector"]
+    alerts = [r for g in mixin.evaluate()["alerts"]["groups"] for r in g["rules"]]
+    assert {r["alert"]: r["expr"] for r in alerts}["SockdiagExporterDown"] == f"up{{{selector}}} == 0"
+
+    def file_sd(job, name, meta, port):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps([{"targets": [f"127.0.0.1:{port}"], "labels": meta}]))
+        job = {k: v for k, v in job.items() if k not in ("kubernetes_sd_configs", "static_configs")}
+        return dict(job, file_sd_configs=[{"files": [str(path)]}])
+
+    static = shipped_static_job()
+    static["static_configs"] = [{"targets": ["127.0.0.1:19101"]}]
+    (kubernetes_sd,) = kubernetes_documents("prometheus-scrape.yml")[0]["scrape_configs"]
+    service, monitor = kubernetes_documents("service.yaml")
+    operator_job, operator_meta = service_monitor_job(monitor, service)
+    bare_job, bare_meta = service_monitor_job(monitor, service, with_its_relabelings=False)
+    bare_job["job_name"] += "-without-relabelings"
+    cases = {  # name: (scrape config, whether its job must match the selector)
+        "prometheus.example.yml": (static, True),
+        "kubernetes/prometheus-scrape.yml": (file_sd(kubernetes_sd, "kubernetes_sd", pod_meta_labels(), 19102), True),
+        "ServiceMonitor": (file_sd(operator_job, "service_monitor", operator_meta, 19103), True),
+        "ServiceMonitor without its job relabeling": (file_sd(bare_job, "bare", bare_meta, 19104), False),
+    }
+    jobs = {}
+    for name, (job, selected) in cases.items():  # one Prometheus each: two of them are called "sockdiag"
+        up, up_selected = scrape_once(netns, tmp_path / sanitize(name), job, selector)
+        ((_, jobs[name]),) = up.items()
+        assert bool(up_selected) == selected, f"{name} yields job {jobs[name]!r}; the rules select {{{selector}}}"
+    assert jobs["ServiceMonitor without its job relabeling"] == service["metadata"]["name"]
+
+
+def scrape_once(netns, directory, job, selector):
+    """Prometheus with only this job, until it has tried its target: {instance: job} of `up` and of
+    `up{selector}`."""
+    directory.mkdir()
+    job = dict(job, scrape_interval="1s", scrape_timeout="1s")
+    (directory / "prometheus.yml").write_text(yaml.safe_dump({"scrape_configs": [job]}))
+    check = subprocess.run(["promtool", "check", "config", str(directory / "prometheus.yml")], capture_output=True,
+                           text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    prometheus = Process(netns, ["prometheus", f"--config.file={directory / 'prometheus.yml'}",
+                                 f"--storage.tsdb.path={directory / 'data'}",
+                                 f"--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}", "--log.level=warn"],
+                         directory / "prometheus.log")
+    try:
+        def query(expr):
+            status, body = http_get(netns, PROMETHEUS_PORT, "/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
+            assert status == 200, body
+            return {r["metric"]["instance"]: r["metric"]["job"] for r in json.loads(body)["data"]["result"]}
+
+        wait_for(lambda: query("up"), 30, f"a scrape of {job['job_name']}")
+        return query("up"), query(f"up{{{selector}}}")
+    finally:
+        prometheus.stop()

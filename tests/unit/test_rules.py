@@ -1,15 +1,17 @@
-"""Prometheus rules of deploy/prometheus: promtool accepts them, every alert has a firing and a not-firing unit test,
+"""Prometheus rules rendered from the mixin (deploy/mixin/, shipped as deploy/prometheus/*.yml): promtool accepts
+them, every alert has a firing and a not-firing unit test (deploy/prometheus/tests, run against a fresh render),
 the mixin conventions hold, every runbook link lands on a section, and every metric they use is one the exporter
 serves."""
 
 import glob
 import os
 import re
+import shutil
 import subprocess
+import sys
 
 import pytest
 import yaml
-
 from sockdiag_exporter import metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -18,6 +20,8 @@ RULE_FILES = [os.path.join(PROM, "rules.yml"), os.path.join(PROM, "alerts.yml")]
 UNIT_TESTS = sorted(glob.glob(os.path.join(PROM, "tests", "*.yml")))
 RUNBOOKS = os.path.join(ROOT, "docs", "runbooks.md")
 RUNBOOK_BASE = "https://github.com/sockdiag-exporter/sockdiag-exporter/blob/main/docs/runbooks.md#"
+sys.path.insert(0, os.path.join(ROOT, "deploy", "mixin"))
+import render as mixin  # deploy/mixin/render.py, imported after the path is set
 
 
 def load(path):
@@ -25,12 +29,21 @@ def load(path):
         return yaml.safe_load(f)
 
 
-def rules(path):
-    return [rule for group in load(path)["groups"] for rule in group["rules"]]
+RENDERED = mixin.evaluate()
+ALERTS = [rule for group in RENDERED["alerts"]["groups"] for rule in group["rules"]]
+RECORDS = [rule for group in RENDERED["rules"]["groups"] for rule in group["rules"]]
 
 
-ALERTS = rules(os.path.join(PROM, "alerts.yml"))
-RECORDS = rules(os.path.join(PROM, "rules.yml"))
+@pytest.fixture(scope="module")
+def rendered_rules(tmp_path_factory):
+    """deploy/prometheus as the mixin renders it now (rules.yml, alerts.yml) with the promtool unit tests beside."""
+    prom = tmp_path_factory.mktemp("rendered") / "prometheus"
+    prom.mkdir()
+    for path, text in mixin.render().items():
+        if path.startswith("deploy/prometheus/"):
+            (prom / os.path.basename(path)).write_text(text, encoding="utf-8")
+    shutil.copytree(os.path.join(PROM, "tests"), prom / "tests")
+    return prom
 
 
 def exporter_series_names():
@@ -58,9 +71,9 @@ def promtool(*args):
     return result.stdout
 
 
-@pytest.mark.parametrize("path", RULE_FILES, ids=os.path.basename)
-def test_promtool_check_rules(path):
-    assert "SUCCESS" in promtool("check", "rules", path)
+@pytest.mark.parametrize("name", [os.path.basename(p) for p in RULE_FILES])
+def test_promtool_check_rules(rendered_rules, name):
+    assert "SUCCESS" in promtool("check", "rules", str(rendered_rules / name))
 
 
 def test_promtool_check_example_config():
@@ -68,9 +81,9 @@ def test_promtool_check_example_config():
     assert "2 rule files found" in out
 
 
-def test_promtool_unit_tests_pass():
+def test_promtool_unit_tests_pass(rendered_rules):
     assert UNIT_TESTS
-    promtool("test", "rules", *UNIT_TESTS)
+    promtool("test", "rules", *sorted(str(p) for p in (rendered_rules / "tests").glob("*.yml")))
 
 
 def test_every_alert_has_a_firing_and_a_not_firing_unit_test():
