@@ -88,13 +88,13 @@ class Service:
         self.config = config
         self.security = security
         self._reload_config = reload_config
+        logsetup.setup(config.log.level, config.log.format)  # before building the scraper, which may warn
         self.scraper = build_scraper(config)
         self._wake = threading.Event()
         self._stop = False
         self._reload = False
 
     def run(self) -> int:
-        logsetup.setup(self.config.log.level, self.config.log.format)
         limit_malloc_arenas()
         registry = CollectorRegistry(auto_describe=False)
         registry.register(RegistryAdapter(self.scraper))
