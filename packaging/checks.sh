@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the packaging tests: one line per check, a count of failures, polling with a deadline.
 failures=0
 pass() { echo "  ok    $*"; }
