@@ -71,7 +71,7 @@ def test_service_and_scrape_configs_point_at_the_metrics_port():
 
 
 def kinds(paths):
-    return sorted(d["kind"] for path in paths for d in yaml.safe_load_all(open(path)) if d)
+    return sorted(d["kind"] for path in paths for d in documents(os.path.basename(path)))
 
 
 @pytest.mark.parametrize("version", [kubernetes_validate.utils.all_versions()[0], kubernetes_validate.latest_version()])
@@ -89,6 +89,7 @@ def test_manifests_pass_kubernetes_validate_strict(version):
 
 def test_kubernetes_validate_strict_refuses_an_unknown_field(tmp_path):
     broken = tmp_path / "daemonset.yaml"
-    broken.write_text(open(os.path.join(K8S, "daemonset.yaml")).read().replace("hostPID:", "hostPid:"))
+    with open(os.path.join(K8S, "daemonset.yaml")) as f:
+        broken.write_text(f.read().replace("hostPID:", "hostPid:"))
     result = subprocess.run([VALIDATE, "--strict", str(broken)], capture_output=True, text=True)
     assert result.returncode != 0 and "'hostPid' was unexpected" in result.stdout + result.stderr
