@@ -32,9 +32,14 @@ def unavailable_reason(mount: str) -> Optional[str]:
     if any(fstype == "cgroup" and ({"net_cls", "net_prio"} & set(options.split(","))) for _, fstype, options in found):
         return ("the cgroup v1 net_cls/net_prio controllers are in use: the kernel then stops tagging sockets with "
                 "their cgroup v2 id")
-    if not any(point == mount and fstype == "cgroup2" for point, fstype, _ in found):
-        return f"no cgroup2 hierarchy is mounted at {mount} (a cgroup v1 host)"
-    return None
+    if any(point == mount and fstype == "cgroup2" for point, fstype, _ in found):
+        return None
+    elsewhere = list(dict.fromkeys(point for point, fstype, _ in found if fstype == "cgroup2"))
+    if elsewhere:  # a hybrid host (cgroup2 at /sys/fs/cgroup/unified), or a mistyped cgroups.mount
+        return (f"no cgroup2 hierarchy is mounted at {mount}; cgroup2 is mounted at {', '.join(elsewhere)} "
+                f"(set cgroups.mount to it, or leave it empty to find it)")
+    v1 = any(fstype == "cgroup" for _, fstype, _ in found)
+    return f"no cgroup2 hierarchy is mounted at {mount} ({'a cgroup v1-only host' if v1 else 'no cgroup is mounted'})"
 
 
 def cgroup_map(config) -> Optional["CgroupMap"]:

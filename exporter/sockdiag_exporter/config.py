@@ -100,9 +100,9 @@ def _opt(default, check=None):
     return field(default=default, metadata={"check": check} if check else {})
 
 
-def _file_name(value: str) -> str:
-    if not value.strip():
-        raise ValueError("expected a file name")
+def _optional_path(value: str) -> str:
+    if value and not value.strip():
+        raise ValueError("expected a path, or empty for none")
     return value
 
 
@@ -110,7 +110,7 @@ def _file_name(value: str) -> str:
 class WebConfig:
     listen_address: str = _opt(f":{DEFAULT_PORT}", _listen_address)
     telemetry_path: str = _opt("/metrics", _telemetry_path)
-    config_file: str = _opt("", _file_name)  # exporter-toolkit web configuration: TLS, basic auth, headers
+    config_file: str = _opt("", _optional_path)  # exporter-toolkit web configuration (TLS, auth); empty: none
     max_connections: int = _opt(256, _between(1, 100000))
     read_timeout_seconds: float = _opt(10.0, _between(0.1, 3600))
 
@@ -169,7 +169,7 @@ class NamespacesConfig:
 @dataclass(frozen=True)
 class CgroupsConfig:
     enabled: bool = _opt(False)  # counts and queues per systemd unit or container (cgroup v2)
-    mount: str = _opt("", _file_name)  # the cgroup2 mount; empty: found in /proc/self/mountinfo
+    mount: str = _opt("", _optional_path)  # the cgroup2 mount; empty: found in /proc/self/mountinfo
     depth: int = _opt(2, _between(1, 32))  # path components kept where no unit or container rule matches
     max_series: int = _opt(100, _between(1, 100000))  # cgroups reported one by one per collector and family
 

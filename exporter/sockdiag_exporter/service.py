@@ -41,6 +41,7 @@ class Service:
         self.security = security
         self.config_file = config_file
         self._reload_config = reload_config
+        logsetup.setup(config.log.level, config.log.format)  # before building the plan, which may warn
         stats = DiagStats()
         self.scraper = Scraper(build_plan(config, stats, config_file), stats)
         self._wake = threading.Event()
@@ -48,7 +49,6 @@ class Service:
         self._reload = False
 
     def run(self) -> int:
-        logsetup.setup(self.config.log.level, self.config.log.format)
         limit_malloc_arenas()
         registry = CollectorRegistry(auto_describe=False)
         registry.register(RegistryAdapter(self.scraper))

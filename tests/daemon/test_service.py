@@ -122,11 +122,15 @@ def test_port_in_use_is_one_line_and_exit_1(daemon, netns):
     assert len(lines) == 1 and "cannot listen on 127.0.0.1:19965: Address already in use" in lines[0]
 
 
-def test_json_logs(daemon):
-    d = daemon("--log.format=json", "--log.level=debug")
+def test_json_logs(daemon, tmp_path):
+    """Every line is JSON, the warnings given while the exporter is being built included."""
+    config = tmp_path / "config.yml"
+    config.write_text(f"cgroups: {{enabled: true, mount: '{tmp_path}'}}\n")  # not a cgroup2 mount: a warning
+    d = daemon("--log.format=json", "--log.level=debug", f"--config.file={config}")
     d.get("/metrics")
     _, stderr = d.stop()
     records = [json.loads(line) for line in stderr.splitlines()]
     assert any("listening on 127.0.0.1" in r["msg"] for r in records)
+    assert any(r["msg"].startswith("cgroup attribution is off") and r["level"] == "warn" for r in records)
     assert all(set(r) >= {"ts", "level", "logger", "msg"} for r in records)
 

@@ -2,10 +2,12 @@
 mounted by the test (this host is cgroup v1 otherwise), and refused where ids cannot be trusted."""
 
 import ctypes
+import json
 import logging
 import os
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
@@ -120,9 +122,46 @@ def test_no_cgroup2_means_no_attribution_and_one_warning(netns, tmp_path, caplog
     assert exposition.value("sockdiag_feature_enabled", feature="cgroup_attribution") == 0
     assert not exposition.select("sockdiag_cgroup_sockets")
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert warnings == [f"cgroup attribution is off: no cgroup2 hierarchy is mounted at {tmp_path} "
-                        f"(a cgroup v1 host)"]
+    assert warnings == [f"cgroup attribution is off: {unavailable_reason(str(tmp_path))}"]
+    assert warnings[0].startswith(f"cgroup attribution is off: no cgroup2 hierarchy is mounted at {tmp_path}")
     assert unavailable_reason("/sys/fs/cgroup") is not None or os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+
+
+LAYOUTS = r"""
+import json, subprocess, sys
+from sockdiag_exporter.cgroups import default_mount, mounts, unavailable_reason
+base = sys.argv[1]
+run = lambda *command: subprocess.run(command, check=True)
+for point in sorted((p for p, fstype, _ in mounts() if fstype in ("cgroup", "cgroup2")), key=len, reverse=True):
+    run("umount", "-l", point)  # this mount namespace only: no cgroup file system left
+seen = {"none": unavailable_reason(base)}
+run("mount", "-t", "tmpfs", "none", base)
+run("mkdir", base + "/named", base + "/unified")
+run("mount", "-t", "cgroup", "-o", "none,name=sdtest", "none", base + "/named")
+seen["v1"] = unavailable_reason(base)
+run("mount", "-t", "cgroup2", "none", base + "/unified")
+seen["hybrid"] = unavailable_reason(base)
+seen["hybrid, unified"] = unavailable_reason(base + "/unified")
+seen["found"] = default_mount()
+print(json.dumps(seen))
+"""
+
+
+def test_the_reason_names_the_host_layout(tmp_path):
+    """No cgroup, cgroup v1 only, and hybrid (cgroup2 at <v1 root>/unified), built for real in a private mount
+    namespace: the message says which, and where cgroup2 is when it is elsewhere; empty cgroups.mount finds it."""
+    base = str(tmp_path)
+    result = subprocess.run(["unshare", "--mount", "--propagation", "private", sys.executable, "-c", LAYOUTS, base],
+                            capture_output=True, text=True, check=True)
+    seen = json.loads(result.stdout)
+    assert seen == {
+        "none": f"no cgroup2 hierarchy is mounted at {base} (no cgroup is mounted)",
+        "v1": f"no cgroup2 hierarchy is mounted at {base} (a cgroup v1-only host)",
+        "hybrid": f"no cgroup2 hierarchy is mounted at {base}; cgroup2 is mounted at {base}/unified "
+                  "(set cgroups.mount to it, or leave it empty to find it)",
+        "hybrid, unified": None,
+        "found": f"{base}/unified",
+    }
 
 
 def test_ids_are_refreshed_on_a_miss_at_most_once_a_second(cgroup2):

@@ -1,12 +1,17 @@
 """Configuration and flags: valid input is accepted, each kind of bad input is one line on stderr and exit 2."""
 
+import dataclasses
 import os
+import re
 import subprocess
 import sys
+import typing
 
 import pytest
+import yaml
 
-from sockdiag_exporter.config import Config, ConfigError, from_dict, load
+from sockdiag_exporter.collectors import REGISTRY
+from sockdiag_exporter.config import Config, ConfigError, PortGroup, from_dict, load
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLE = os.path.join(ROOT, "deploy", "config.example.yml")
@@ -22,6 +27,35 @@ def test_example_config_is_valid_and_equals_the_defaults():
     result = run("--config.file", EXAMPLE, "--config.check")
     assert result.returncode == 0, result.stderr
     assert "configuration is valid" in result.stdout
+
+
+def test_example_config_shows_every_key():
+    """Every key of every configuration section is in the example, so that it documents them all."""
+    with open(EXAMPLE) as f:
+        text = f.read()
+    example = yaml.safe_load(text)
+    missing = []
+    for name, kind in typing.get_type_hints(Config).items():
+        if name not in example:
+            missing.append(name)
+        elif dataclasses.is_dataclass(kind):
+            missing += [f"{name}.{f.name}" for f in dataclasses.fields(kind) if f.name not in example[name]]
+    missing += [f"collectors.{name}" for name in REGISTRY if name not in example["collectors"]]
+    # Port groups have no defaults: a commented example shows them, and must be valid and show every key.
+    block = re.search(r"^#   port_groups:\n(?:#     .*\n)+", text, re.M).group(0)
+    groups = yaml.safe_load("".join(line[4:] + "\n" for line in block.splitlines()))["port_groups"]
+    assert from_dict({"port_groups": groups}).port_groups
+    missing += [f"port_groups.<name>.{f.name}" for f in dataclasses.fields(PortGroup)
+                if not any(f.name in group for group in groups.values())]
+    assert missing == []
+
+
+def test_empty_paths_mean_none_or_found(tmp_path):
+    path = tmp_path / "c.yml"
+    path.write_text("web: {config_file: ''}\ncgroups: {enabled: true, mount: ''}\n")
+    result = run("--config.file", str(path), "--config.check")
+    assert result.returncode == 0, result.stderr
+    assert load(str(path)).cgroups.mount == "" and load(str(path)).web.config_file == ""
 
 
 def test_flags_override_the_file(tmp_path):
@@ -57,6 +91,7 @@ BAD_CONFIGS = [
     ("web: {listen_address: ':1'\n", "invalid YAML: line 2, column 1"),
     ("web:\n  telemetry_path: /a\n  telemetry_path: /b\n", "line 3: key 'telemetry_path' appears twice"),
     ("web: !!python/object:os.system {}\n", "invalid YAML"),
+    ("cgroups: {mount: ' '}\n", "cgroups.mount: ' ': expected a path, or empty for none"),
 ]
 
 
