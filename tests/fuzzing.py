@@ -17,7 +17,8 @@ LAYOUTS = (requests.INET_LAYOUT, requests.INET_MEMORY_LAYOUT, requests.UNIX_LAYO
            requests.NETLINK_LAYOUT, requests.NETLINK_MEMORY_LAYOUT, requests.PACKET_LAYOUT,
            requests.PACKET_MEMORY_LAYOUT, requests.VSOCK_LAYOUT, requests.XDP_LAYOUT, requests.SMC_LAYOUT,
            requests.TIPC_LAYOUT)
-DETAILS = (NO_DETAIL, Detail((0, 1024, 1 << 20), port_tables([((80, 443), (5432,)), ((1,), ())])))
+DETAILS = (NO_DETAIL, Detail((0, 1024, 1 << 20), port_tables([((80, 443), (5432,)), ((1,), ())])),
+           Detail((0, 4096), None, c.INET_DIAG_CGROUP_ID))
 EXTRACTORS = ((requests.INET_LAYOUT, requests.inet_listener), (requests.UNIX_LAYOUT, requests.unix_listener))
 
 

@@ -11,7 +11,7 @@ import struct
 from typing import NamedTuple
 
 from . import constants as c
-from .attrs import walk_attrs
+from .attrs import attr_u32, walk_attrs
 from .layout import Layout
 
 # Every TCP state (bits 1..12), as `ss -a` asks. Not TCP_BOUND_INACTIVE (bit 13, kernel >= 6.8: sockets bound but
@@ -168,7 +168,5 @@ def unix_listener(buf, payload: int, end: int) -> UnixListener:
         text = "@" + name[1:].decode("utf-8", "backslashreplace")
     else:
         text = name.rstrip(b"\0").decode("utf-8", "backslashreplace")
-    rq = wq = 0
-    if c.UNIX_DIAG_RQLEN in found and found[c.UNIX_DIAG_RQLEN][1] >= 8:
-        rq, wq = struct.unpack_from("=II", buf, found[c.UNIX_DIAG_RQLEN][0])
+    rq, wq = (attr_u32(buf, found, c.UNIX_DIAG_RQLEN, offset) for offset in (0, 4))
     return UnixListener(sock_type, text, rq, wq)

@@ -1,0 +1,194 @@
+"""A deliberately naive sock_diag decoder: the oracle the exporter's decoder is checked against.
+
+Written from the kernel's uapi structs (see diagmsg.py), not from the exporter: every message is unpacked whole
+with one struct format per family, attributes are walked one by one into a dict, and every tally is a plain dict
+keyed by named fields. No runs, no lookup tables, no tricks. Slow and obviously right.
+"""
+
+import socket
+import struct
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+NLMSG_ERROR, NLMSG_DONE, SOCK_DIAG_BY_FAMILY = 2, 3, 20
+NLM_F_DUMP_INTR = 0x10
+NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED and NLA_F_NET_BYTEORDER
+
+# family -> (struct format of the fixed reply struct, field names, key field names)
+STRUCTS = {
+    "inet": ("=BBBBHH16s16sIQIIIII", ("family", "state", "timer", "retrans", "sport", "dport", "src", "dst", "ifindex",
+                                       "cookie", "expires", "rqueue", "wqueue", "uid", "inode"), ("state",)),
+    "unix": ("=BBBBIQ", ("family", "type", "state", "pad", "inode", "cookie"), ("type", "state")),
+    "netlink": ("=BBBBIIIIQ", ("family", "type", "protocol", "state", "portid", "dst_portid", "dst_group", "inode",
+                               "cookie"), ("type", "protocol", "state")),
+    "packet": ("=BBHIQ", ("family", "type", "protocol", "inode", "cookie"), ("type", "protocol")),
+    "vsock": ("=BBBBIIIIIQ", ("family", "type", "state", "shutdown", "src_cid", "src_port", "dst_cid", "dst_port",
+                              "inode", "cookie"), ("type", "state")),
+    "xdp": ("=BBHIQ", ("family", "type", "pad", "inode", "cookie"), ("type",)),
+    "smc": ("=BBBB48xIQ", ("family", "state", "mode", "shutdown", "uid", "inode"), ("state",)),
+    "tipc": ("=", (), ("type", "state")),
+}
+MEMINFO_ATTR = {"inet": 7, "unix": 5, "netlink": 0, "packet": 6}
+TIPC_NLA_SOCK, TIPC_NLA_SOCK_TYPE, TIPC_NLA_SOCK_TIPC_STATE = 2, 6, 9
+UNIX_DIAG_NAME, UNIX_DIAG_RQLEN = 0, 4
+INET_DIAG_CGROUP_ID = 21
+
+
+class Request(NamedTuple):
+    """What the dump asked for, as the reference needs to know it."""
+
+    family: str  # a key of STRUCTS
+    memory: bool = False  # SK_MEMINFO values follow the queues
+    bounds: Tuple[int, ...] = ()  # histogram bucket bounds
+    port_groups: Sequence[Tuple[frozenset, frozenset]] = ()  # (local ports, remote ports) per group
+    cgroups: bool = False  # tally by INET_DIAG_CGROUP_ID
+
+
+class Result(NamedTuple):
+    rows: Dict[tuple, List[int]]  # key fields -> [count, value sums...]
+    hist: Dict[tuple, List[List[int]]]  # key fields -> [receive queue buckets, send queue buckets]
+    groups: Dict[Tuple[int, tuple], List[int]]  # (group index, key fields) -> [count, receive, send]
+    cgroups: Dict[Tuple[int, tuple], List[int]]  # (cgroup id, key fields) -> [count, receive, send]
+    records: list  # parsed messages (for the record decoders)
+    interrupted: bool
+
+
+class DumpError(Exception):
+    """The dump ended with an error (a negative errno in NLMSG_DONE or NLMSG_ERROR)."""
+
+
+def attributes(data: bytes) -> Dict[int, bytes]:
+    found = {}
+    while len(data) >= 4:
+        length, atype = struct.unpack_from("=HH", data)
+        if length < 4:
+            raise ValueError(f"attribute length {length}")  # the generator never makes one
+        found[atype & NLA_TYPE_MASK] = data[4:length]
+        data = data[(length + 3) & ~3:]
+    return found
+
+
+def messages(buffers: Sequence[bytes], seq: int):
+    """(type, flags, payload) of every message of this dump up to and including its NLMSG_DONE."""
+    for buf in buffers:
+        while buf:
+            length, mtype, flags, msg_seq, _pid = struct.unpack_from("=IHHII", buf)
+            payload, buf = buf[16:length], buf[(length + 3) & ~3:]
+            if msg_seq != seq:
+                continue
+            yield mtype, flags, payload
+            if mtype == NLMSG_DONE:
+                return
+
+
+def u32s(data: Optional[bytes], count: int) -> List[int]:
+    """count u32 values; those the data is too short for (or all, without data) are 0."""
+    data = data or b""
+    return [struct.unpack_from("=I", data, 4 * i)[0] if len(data) >= 4 * (i + 1) else 0 for i in range(count)]
+
+
+def parse(family: str, payload: bytes) -> dict:
+    """Every field of the fixed struct by name, plus "attrs": attribute type -> payload bytes."""
+    fmt, names, _ = STRUCTS[family]
+    size = struct.calcsize(fmt)
+    fields = dict(zip(names, struct.unpack_from(fmt, payload))) if names else {}
+    fields["attrs"] = attributes(payload[(size + 3) & ~3:])
+    if family == "tipc":
+        inner = attributes(fields["attrs"].get(TIPC_NLA_SOCK, b""))
+        fields["type"] = u32s(inner.get(TIPC_NLA_SOCK_TYPE), 1)[0] & 0xFF
+        fields["state"] = u32s(inner.get(TIPC_NLA_SOCK_TIPC_STATE), 1)[0] & 0xFF
+    if family in ("inet", "smc") and "sport" in fields:
+        fields["sport"], fields["dport"] = socket.ntohs(fields["sport"]), socket.ntohs(fields["dport"])
+    return fields
+
+
+def values(request: Request, msg: dict) -> List[int]:
+    """The values the exporter sums: receive and send queue, then the SK_MEMINFO values when asked."""
+    attrs, family = msg["attrs"], request.family
+    if family == "inet":
+        queues = [msg["rqueue"], msg["wqueue"]]
+    elif family == "unix":
+        queues = u32s(attrs.get(UNIX_DIAG_RQLEN), 2)
+    elif family in ("netlink", "packet"):
+        mem = u32s(attrs.get(MEMINFO_ATTR[family]), 9)
+        queues = [mem[0], mem[2]]  # rmem_alloc, wmem_alloc: what ss shows as Recv-Q and Send-Q
+    else:
+        return []  # vsock, xdp, smc, tipc: counts only
+    if request.memory:
+        queues += u32s(attrs.get(MEMINFO_ATTR[family]), 9)
+    return queues
+
+
+def bucket(bounds: Sequence[int], value: int) -> int:
+    """The histogram bucket of value: the first bound >= value (le semantics); past the last, +Inf."""
+    for i, bound in enumerate(bounds):
+        if value <= bound:
+            return i
+    return len(bounds)
+
+
+def decode(request: Request, buffers: Sequence[bytes], seq: int) -> Result:
+    result = Result({}, {}, {}, {}, [], False)
+    interrupted = False
+    key_names = STRUCTS[request.family][2]
+    for mtype, flags, payload in messages(buffers, seq):
+        if flags & NLM_F_DUMP_INTR:
+            interrupted = True
+        if mtype in (NLMSG_DONE, NLMSG_ERROR):
+            err = struct.unpack_from("=i", payload)[0] if len(payload) >= 4 else 0
+            if err < 0:
+                raise DumpError(-err)
+            continue
+        if mtype != SOCK_DIAG_BY_FAMILY:
+            continue
+        msg = parse(request.family, payload)
+        result.records.append(msg)
+        key = tuple(msg[name] for name in key_names)
+        vals = values(request, msg)
+        row = result.rows.setdefault(key, [0] * (1 + len(vals)))
+        row[0] += 1
+        for i, v in enumerate(vals):
+            row[1 + i] += v
+        if request.bounds and len(vals) >= 2:
+            hist = result.hist.setdefault(key, [[0] * (len(request.bounds) + 1) for _ in range(2)])
+            for i in range(2):
+                hist[i][bucket(request.bounds, vals[i])] += 1
+        for index, (local, remote) in enumerate(request.port_groups):
+            if msg["sport"] in local or msg["dport"] in remote:
+                group = result.groups.setdefault((index, key), [0, 0, 0])
+                group[0] += 1
+                group[1] += vals[0]
+                group[2] += vals[1]
+        if request.cgroups:
+            raw = msg["attrs"].get(INET_DIAG_CGROUP_ID, b"")
+            cgroup = struct.unpack_from("=Q", raw)[0] if len(raw) >= 8 else 0
+            row = result.cgroups.setdefault((cgroup, key), [0, 0, 0])
+            row[0] += 1
+            row[1] += vals[0]
+            row[2] += vals[1]
+    return result._replace(interrupted=interrupted)
+
+
+# --- the records the exporter keeps one by one (listeners) ---
+
+def inet_listener(msg: dict) -> tuple:
+    """(address text, port, ifindex, accept queue length, limit, SK_MEMINFO values or (), cgroup id)."""
+    if msg["family"] == socket.AF_INET6:
+        address = f"[{socket.inet_ntop(socket.AF_INET6, msg['src'])}]:{msg['sport']}"
+    else:
+        address = f"{socket.inet_ntop(socket.AF_INET, msg['src'][:4])}:{msg['sport']}"
+    attrs = msg["attrs"]
+    memory = tuple(u32s(attrs[7], 9)) if 7 in attrs else ()
+    raw = attrs.get(INET_DIAG_CGROUP_ID, b"")
+    cgroup = struct.unpack_from("=Q", raw)[0] if len(raw) >= 8 else 0
+    return address, msg["sport"], msg["ifindex"], msg["rqueue"], msg["wqueue"], memory, cgroup
+
+
+def unix_listener(msg: dict) -> tuple:
+    """(socket type, name: the path, @name for an abstract one, "" for none; accept queue length, limit)."""
+    name = msg["attrs"].get(UNIX_DIAG_NAME, b"")
+    if name[:1] == b"\0":
+        text = "@" + name[1:].decode("utf-8", "backslashreplace")
+    else:
+        text = name.split(b"\0", 1)[0].decode("utf-8", "backslashreplace")
+    length, limit = u32s(msg["attrs"].get(UNIX_DIAG_RQLEN), 2)
+    return msg["type"], text, length, limit
