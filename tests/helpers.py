@@ -207,6 +207,25 @@ def wait_until(predicate, timeout=5.0, interval=0.02):
     return predicate()
 
 
+def settle(ns: "NetNS", timeout: float = 5.0) -> None:
+    """Wait until the namespace is quiescent: every socket, with its queues and memory, the same in two readings of
+    ss in a row (handshakes, FINs and datagrams in flight have landed). Netlink sockets are left out: ss's own
+    sock_diag socket is among them, its memory different at every reading."""
+    def snapshot():
+        return subprocess.run(["ss", "-N", ns.name, "-a", "-n", "-m", "-A", "inet,unix,packet", "-H"],
+                              check=True, capture_output=True, text=True).stdout
+
+    last = [snapshot()]
+
+    def same():
+        now = snapshot()
+        unchanged, last[0] = now == last[0], now
+        return unchanged
+
+    if not wait_until(same, timeout, interval=0.05):
+        raise AssertionError(f"namespace {ns.name} did not settle within {timeout:g} s")
+
+
 def fill_send_queue(sock: socket.socket, chunk: bytes = b"z" * 65536) -> int:
     """Write to a non-blocking socket until the kernel refuses more; bytes written."""
     sock.setblocking(False)
@@ -230,7 +249,10 @@ class Daemon:
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", ns.name, sys.executable, "-m", "sockdiag_exporter",
              f"--web.listen-address=127.0.0.1:{PORT}", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+        self.lines = []  # the log so far, read as it comes so that tests can wait for a line
+        self._reader = threading.Thread(target=self._read_log, daemon=True)
+        self._reader.start()
         deadline = time.monotonic() + 15
         while True:
             try:
@@ -238,8 +260,22 @@ class Daemon:
                 return
             except (OSError, http.client.HTTPException):
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"daemon did not start: {self.proc.communicate()}") from None
+                    self.proc.kill()
+                    self._reader.join(5)
+                    raise AssertionError(f"daemon did not start: {self.log()}") from None
                 time.sleep(0.05)
+
+    def _read_log(self):
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip("\n"))
+
+    def log(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for_log(self, text: str, count: int = 1, timeout: float = 10.0) -> None:
+        """Wait until text has appeared in count log lines."""
+        if not wait_until(lambda: sum(text in line for line in self.lines) >= count, timeout):
+            raise AssertionError(f"{text!r} not logged {count} times within {timeout:g} s:\n{self.log()}")
 
     def request(self, method, path, headers=None, tls=None):
         def work():
@@ -264,10 +300,13 @@ class Daemon:
         return Exposition(body.decode())
 
     def stop(self):
+        """Stop it (SIGTERM, or kill after 10 s); (stdout, stderr) as communicate() gave them (stdout: None)."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
-            return self.proc.communicate(timeout=10)
+            self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            return self.proc.communicate()
+            self.proc.wait()
+        self._reader.join(10)
+        return None, self.log() + "\n" if self.lines else ""

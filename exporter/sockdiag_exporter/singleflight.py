@@ -11,12 +11,18 @@ class SingleFlight:
         self._lock = threading.Lock()
         self._flight = None
 
+    def callers(self) -> int:
+        """How many callers share the flight in the air (0 when none is)."""
+        with self._lock:
+            return self._flight.callers if self._flight else 0
+
     def __call__(self):
         with self._lock:
             flight = self._flight
             leader = flight is None
             if leader:
                 flight = self._flight = _Flight()
+            flight.callers += 1
         if leader:
             try:
                 flight.result = self._fn()
@@ -34,9 +40,10 @@ class SingleFlight:
 
 
 class _Flight:
-    __slots__ = ("done", "result", "error")
+    __slots__ = ("done", "result", "error", "callers")
 
     def __init__(self):
+        self.callers = 0
         self.done = threading.Event()
         self.result = None
         self.error = None

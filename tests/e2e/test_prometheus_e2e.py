@@ -389,7 +389,10 @@ def test_alerts_fire_and_every_dashboard_query_returns_data(stack):
         assert alert["annotations"]["runbook_url"].endswith("#" + alert["labels"]["alertname"].lower())
 
     # rate() over $__rate_interval needs two samples of every counter in the window: wait for a few more scrapes.
-    time.sleep(3)
+    scrapes = f'count_over_time(up{{job="{job_name}", instance="127.0.0.1:{EXPORTER_PORT}"}}[1m])'
+    first = float(api("query", query=scrapes)["result"][0]["value"][1])
+    wait_for(lambda: float(api("query", query=scrapes)["result"][0]["value"][1]) >= first + 3, 30,
+             "three more scrapes")
     checked = 0
     label_names = {}
     for name, dashboard in sorted(dashboards.items()):

@@ -2,10 +2,9 @@
 
 import re
 import socket
-import time
 from collections import defaultdict
 
-from helpers import scrape, ss_state, wait_until
+from helpers import scrape, settle, ss_state, wait_until
 
 BOUNDS = ["0.0", "1024.0", "4096.0", "16384.0", "65536.0", "262144.0", "1.048576e+06", "4.194304e+06",
           "1.6777216e+07", "+Inf"]
@@ -101,7 +100,7 @@ def test_udp_memory_and_real_drops_match_ss_and_the_counters(netns):
             sender.sendto(b"d" * 1000, receiver.getsockname())
 
     netns.run(work)
-    time.sleep(0.1)
+    settle(netns)
     exposition = scrape(netns, "udp", "netstat")
     theirs = ss_memory(netns, "-u", "-4")
     ours = our_memory(exposition, family="inet", protocol="udp")
@@ -125,7 +124,7 @@ def test_unix_and_tcp_memory_match_ss_when_enabled(netns, tmp_path):
         netns.keep.extend([a, b, server, c, s])
 
     netns.run(work)
-    time.sleep(0.3)
+    settle(netns)
     config = {"memory": {"collectors": ["tcp", "unix"]}}
     exposition = scrape(netns, "tcp", "unix", config=config)
     unix = ss_memory(netns, "-x")
@@ -153,7 +152,7 @@ def test_listen_overflow_counters_match_nstat(netns):
             netns.keep.append(c)
 
     netns.run(work)
-    time.sleep(0.3)
+    settle(netns)
     exposition = scrape(netns, "netstat")
     nstat = dict(line.split()[:2] for line in netns.sh("nstat -az TcpExtListenOverflows TcpExtListenDrops")
                  .splitlines()[1:])

@@ -2,11 +2,11 @@
 
 import socket
 import struct
-import time
 
 import pytest
 
-from helpers import Exposition, fill_send_queue, make_scraper, nonzero, render, scrape, ss_by_state, wait_until
+from helpers import (Exposition, fill_send_queue, make_scraper, nonzero, render, scrape, settle, ss_by_state,
+                     wait_until)
 
 from sockdiag_exporter.diag.netlink import DiagSocket
 
@@ -70,7 +70,7 @@ def build_stream_population(ns, family, host, proto=0):
             pass
 
     ns.run(work)
-    time.sleep(0.3)  # let every handshake and FIN settle
+    settle(ns)
 
 
 @pytest.mark.parametrize("family,family_name,host,ss_flag", FAMILIES, ids=["inet", "inet6"])
@@ -113,7 +113,7 @@ def build_dgram_population(ns, family, host, proto):
         connected.send(b"c" * 50)
 
     ns.run(work)
-    time.sleep(0.1)
+    settle(ns)
 
 
 @pytest.mark.parametrize("family,family_name,host,ss_flag", FAMILIES, ids=["inet", "inet6"])
@@ -171,7 +171,7 @@ def test_raw_matches_ss(netns, family, family_name, host, ss_flag):
         raw.sendto(echo, (host, 0))  # every ICMP socket receives the request and the reply
 
     netns.run(work)
-    time.sleep(0.1)
+    settle(netns)
     exposition = scrape(netns, "raw")
     ours = exposition.by_state(family=family_name, protocol="raw")
     theirs = ss_by_state(netns.ss("-w", "-a", ss_flag), "unconnected")
@@ -217,7 +217,7 @@ def test_thousands_of_sockets_stream_through_many_buffers_like_ss(netns, monkeyp
         netns.keep.append(server)
 
     netns.run(work)
-    time.sleep(0.3)
+    settle(netns)
     runs = []
     original = run_path.Runs._tally
     monkeypatch.setattr(run_path.Runs, "_tally", lambda self, *a: runs.append(a[-1]) or original(self, *a))

@@ -1,9 +1,8 @@
 """Per-listener accept queues on the real kernel, against ss -l; the series cap and its "other" fold."""
 
 import socket
-import time
 
-from helpers import scrape
+from helpers import scrape, settle
 
 
 def listener(ns, family, host, backlog, pending, reuseport=False, device=None):
@@ -53,7 +52,7 @@ def test_tcp_listeners_match_ss(netns):
         return a, b
 
     netns.run(work)
-    time.sleep(0.2)
+    settle(netns)
     exposition = scrape(netns, "tcp")
     theirs = ss_listeners(netns, "-t", "-n")
     assert ours(exposition, protocol="tcp") == theirs
@@ -106,7 +105,7 @@ def test_listener_cap_keeps_the_fullest_and_folds_the_rest(netns):
             listener(netns, socket.AF_INET, "127.0.0.1", backlog, pending)
 
     netns.run(work)
-    time.sleep(0.2)
+    settle(netns)
     exposition = scrape(netns, "tcp", config={"listeners": {"max_series": 2}})
     kept = ours(exposition, protocol="tcp")
     # fill ratios: 8/8, 3/4, 1/10, 2/100, 0/50

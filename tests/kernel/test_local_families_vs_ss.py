@@ -3,10 +3,9 @@
 import os
 import socket
 import struct
-import time
 from collections import defaultdict
 
-from helpers import nonzero, scrape, ss_state
+from helpers import nonzero, scrape, settle, ss_state
 
 from sockdiag_exporter.collectors.names import netlink_protocol_name
 
@@ -83,7 +82,7 @@ def test_netlink_matches_ss(netns):
         netns.keep.extend([idle, unread, generic])
 
     netns.run(work)
-    time.sleep(0.05)
+    settle(netns)
     exposition = scrape(netns, "netlink")
     theirs = defaultdict(lambda: [0, 0, 0])
     for _, _, rq, wq, rest in netns.ss("-f", "netlink", "-a"):
@@ -117,7 +116,7 @@ def test_packet_matches_ss(netns):
         udp.close()
 
     netns.run(work)
-    time.sleep(0.05)
+    settle(netns)
     exposition = scrape(netns, "packet")
     theirs = defaultdict(lambda: [0, 0, 0])
     for netid, _, rq, wq, _ in netns.ss("-0", "-a"):

@@ -3,9 +3,8 @@
 import logging
 import socket
 import subprocess
-import time
 
-from helpers import nonzero, scrape, ss_by_state
+from helpers import nonzero, scrape, settle, ss_by_state
 
 from sockdiag_exporter import metrics
 
@@ -32,7 +31,7 @@ def build(ns):
         return ports
 
     ports = ns.run(work)
-    time.sleep(0.2)
+    settle(ns)
     return ports
 
 
