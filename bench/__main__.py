@@ -24,6 +24,7 @@ from .population import ROOT, Population
 
 EXPORTER_PORT = 19965
 NODE_EXPORTER_PORT = 19100
+BASELINE_PORT = 19966
 COLLECTORS = ("tcp", "udp", "unix", "netlink", "packet", "mptcp", "raw", "udplite", "netstat")
 
 
@@ -54,10 +55,11 @@ class Agent:
         self.proc.wait(timeout=30)
 
 
-def start(ns: str, argv: list) -> subprocess.Popen:
-    """A daemon inside the namespace; `ip netns exec` execs it, so the pid is the daemon's."""
-    return subprocess.Popen(["ip", "netns", "exec", ns, *argv], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=dict(os.environ, PYTHONPATH=os.path.join(ROOT, "exporter")))
+def start(ns: str, argv: list, tree: str = ROOT) -> subprocess.Popen:
+    """A daemon inside the namespace, running the exporter of tree; `ip netns exec` execs it, so the pid is the
+    daemon's."""
+    return subprocess.Popen(["ip", "netns", "exec", ns, *argv], cwd=tree, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=dict(os.environ, PYTHONPATH=os.path.join(tree, "exporter")))
 
 
 def wait_http(agent: Agent, url: str) -> None:
@@ -81,9 +83,10 @@ def rss_kb(pid: int) -> dict:
     return {"rss_kb": int(fields["VmRSS"].split()[0]), "peak_kb": int(fields["VmHWM"].split()[0])}
 
 
-def measure(size: int, repeat: int, config: str) -> dict:
+def measure(size: int, repeat: int, config: str, baseline: str = "") -> dict:
     ns = f"sdbench-{os.getpid()}"
     ours_url = f"http://127.0.0.1:{EXPORTER_PORT}/metrics"
+    baseline_url = f"http://127.0.0.1:{BASELINE_PORT}/metrics"
     node_url = f"http://127.0.0.1:{NODE_EXPORTER_PORT}/metrics"
     print(f"\n== {size:,} sockets: building the population", flush=True)
     built = time.monotonic()
@@ -94,10 +97,15 @@ def measure(size: int, repeat: int, config: str) -> dict:
                             "--log.level=warn"] + ([f"--config.file={config}"] if config else []))
         node = start(ns, ["prometheus-node-exporter", "--collector.disable-defaults", "--collector.tcpstat",
                           f"--web.listen-address=127.0.0.1:{NODE_EXPORTER_PORT}"])
+        other = start(ns, [sys.executable, "-m", "sockdiag_exporter", f"--web.listen-address=127.0.0.1:{BASELINE_PORT}",
+                           "--log.level=warn"] + ([f"--config.file={config}"] if config else []),
+                      baseline) if baseline else None
         agent = Agent(ns, config)
         try:
             wait_http(agent, ours_url)
             wait_http(agent, node_url)
+            if other:
+                wait_http(agent, baseline_url)
             runs = {
                 "kernel floor: tcp dumps": lambda: agent.ask("floor", "tcp"),
                 "kernel floor: unix dump": lambda: agent.ask("floor", "unix"),
@@ -107,6 +115,8 @@ def measure(size: int, repeat: int, config: str) -> dict:
                 "ss -xan": lambda: timed(["ss", "-N", ns, "-xan"]),
                 "node_exporter tcpstat scrape (HTTP)": lambda: agent.ask("get", node_url),
             }
+            if other:
+                runs["baseline full scrape (HTTP)"] = lambda: agent.ask("get", baseline_url)
             samples = {name: [] for name in runs}
             for _ in range(repeat):
                 for name, run in runs.items():
@@ -114,13 +124,16 @@ def measure(size: int, repeat: int, config: str) -> dict:
             concurrency = agent.ask("concurrent", ours_url, 50)
             memory = rss_kb(daemon.pid)
             node_memory = rss_kb(node.pid)
+            baseline_memory = rss_kb(other.pid) if other else None
         finally:
             agent.close()
-            for proc in (daemon, node):
-                proc.terminate()
-                proc.wait(timeout=30)
+            for proc in (daemon, node, other):
+                if proc:
+                    proc.terminate()
+                    proc.wait(timeout=30)
     return {"size": size, "population": summary, "repeat": repeat, "samples": samples,
-            "concurrency": concurrency, "exporter_memory": memory, "node_exporter_memory": node_memory}
+            "concurrency": concurrency, "exporter_memory": memory, "node_exporter_memory": node_memory,
+            "baseline": baseline, "baseline_memory": baseline_memory}
 
 
 def med(result: dict, name: str) -> float:
@@ -146,6 +159,12 @@ def report(result: dict) -> str:
         f"exporter RSS {m['rss_kb'] / 1024:.1f} MB (peak {m['peak_kb'] / 1024:.1f} MB); node_exporter RSS "
         f"{nm['rss_kb'] / 1024:.1f} MB (peak {nm['peak_kb'] / 1024:.1f} MB)",
     ]
+    if result.get("baseline"):
+        b, bm = med(result, "baseline full scrape (HTTP)"), result["baseline_memory"]
+        pairs = [x / y for x, y in zip(result["samples"]["sockdiag_exporter full scrape (HTTP)"],
+                                       result["samples"]["baseline full scrape (HTTP)"])]
+        lines.append(f"baseline {result['baseline']}: full scrape {b:.3f}s; this tree / baseline = {full / b:.2f} "
+                     f"(per round: {min(pairs):.2f} - {max(pairs):.2f}); baseline RSS {bm['rss_kb'] / 1024:.1f} MB")
     return "\n".join(lines)
 
 
@@ -155,6 +174,8 @@ def main():
     ap.add_argument("--repeat", type=int, default=5, help="rounds of every measurement (default 5)")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "latest.json"), help="JSON output")
     ap.add_argument("--config", default="", help="exporter configuration file (e.g. bench/memory-tcp.yml)")
+    ap.add_argument("--baseline", default="",
+                    help="another checkout of the exporter: its full scrape is measured in the same rounds (A/B)")
     ap.add_argument("--namespaces", type=int, default=0,
                     help="instead: scrape cost with this many named namespaces (see --per-namespace)")
     ap.add_argument("--per-namespace", type=int, default=1000, help="sockets in each of --namespaces")
@@ -178,7 +199,8 @@ def main():
         return
     results = []
     for size in [parse_size(s) for s in args.sizes.split(",")]:
-        results.append(measure(size, args.repeat, os.path.abspath(args.config) if args.config else ""))
+        results.append(measure(size, args.repeat, os.path.abspath(args.config) if args.config else "",
+                               os.path.abspath(args.baseline) if args.baseline else ""))
         print(report(results[-1]), flush=True)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
