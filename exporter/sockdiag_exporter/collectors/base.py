@@ -86,3 +86,10 @@ def dump_or_none(ctx: Context, out: Samples, request: bytes, layout: Layout, fam
     out.add(m.HANDLER_AVAILABLE, (family, protocol), 1)
     out.add(m.SOURCE_INFO, (family, protocol, "sock_diag"), 1)
     return tally
+
+
+def dump_family(ctx: Context, out: Samples, collector: str, family: str, request, layouts) -> Optional[Tally]:
+    """The one dump of a single-dump family (unix, netlink, packet): with SK_MEMINFO values when the collector is
+    in memory.collectors. request(memory) makes the request; layouts are (without memory, with memory)."""
+    memory = collector in ctx.options.memory
+    return dump_or_none(ctx, out, request(memory), layouts[memory], family, "", f"{family} dump", ctx.options.detail)

@@ -2,7 +2,7 @@
 
 from ..diag import requests
 from . import names
-from .base import Collector, Context, Samples, dump_or_none
+from .base import Collector, Context, Samples, dump_family
 from .emit import emit_tally
 
 
@@ -13,10 +13,8 @@ class NetlinkCollector(Collector):
     help = "netlink sockets"
 
     def collect(self, ctx: Context, out: Samples) -> None:
-        opts = ctx.options
-        memory = self.name in opts.memory
-        layout = requests.NETLINK_MEMORY_LAYOUT if memory else requests.NETLINK_LAYOUT
-        tally = dump_or_none(ctx, out, requests.netlink(), layout, "netlink", "", "netlink dump", opts.detail)
+        tally = dump_family(ctx, out, self.name, "netlink", lambda memory: requests.netlink(),
+                            (requests.NETLINK_LAYOUT, requests.NETLINK_MEMORY_LAYOUT))
         if tally is None:
             return
 
@@ -24,7 +22,7 @@ class NetlinkCollector(Collector):
             labels = ("netlink", names.socket_type_name(key.type), names.netlink_protocol_name(key.protocol))
             return labels, names.NETLINK_STATES, key.state
 
-        emit_tally(out, tally, split, 1 + layout.nvalues)
+        emit_tally(out, tally, split, 1 + tally.layout.nvalues)
 
 
 COLLECTORS = (NetlinkCollector(),)

@@ -2,7 +2,7 @@
 
 from ..diag import requests
 from . import names
-from .base import Collector, Context, Samples, dump_or_none
+from .base import Collector, Context, Samples, dump_family
 from .emit import emit_tally
 
 
@@ -14,15 +14,13 @@ class PacketCollector(Collector):
     help = "packet (AF_PACKET) sockets"
 
     def collect(self, ctx: Context, out: Samples) -> None:
-        opts = ctx.options
-        memory = self.name in opts.memory
-        layout = requests.PACKET_MEMORY_LAYOUT if memory else requests.PACKET_LAYOUT
-        tally = dump_or_none(ctx, out, requests.packet(), layout, "packet", "", "packet dump", opts.detail)
+        tally = dump_family(ctx, out, self.name, "packet", lambda memory: requests.packet(),
+                            (requests.PACKET_LAYOUT, requests.PACKET_MEMORY_LAYOUT))
         if tally is None:
             return
         emit_tally(out, tally, lambda key: (
             ("packet", names.socket_type_name(key.type), names.ethertype_name(key.protocol)), None, 0),
-            1 + layout.nvalues)
+            1 + tally.layout.nvalues)
 
 
 COLLECTORS = (PacketCollector(),)

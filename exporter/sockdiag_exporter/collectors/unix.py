@@ -3,7 +3,7 @@
 from ..diag import constants as c
 from ..diag import requests
 from . import names
-from .base import Collector, Context, Samples, dump_or_none
+from .base import Collector, Context, Samples, dump_family
 from .emit import emit_tally
 from .listeners import Listener, emit_listeners
 
@@ -22,18 +22,17 @@ class UnixCollector(Collector):
     help = "unix domain sockets"
 
     def collect(self, ctx: Context, out: Samples) -> None:
-        opts = ctx.options
-        memory = self.name in opts.memory
-        layout = requests.UNIX_MEMORY_LAYOUT if memory else requests.UNIX_LAYOUT
-        tally = dump_or_none(ctx, out, requests.unix(memory=memory), layout, "unix", "", "unix dump", opts.detail)
+        tally = dump_family(ctx, out, self.name, "unix", lambda memory: requests.unix(memory=memory),
+                            (requests.UNIX_LAYOUT, requests.UNIX_MEMORY_LAYOUT))
         if tally is None:
             return
         emit_tally(out, tally, lambda key: (_labels(key.type), names.UNIX_STATES.get(key.type, {}), key.state),
-                   1 + layout.nvalues, "listen", always=[(_labels(t), s) for t, s in names.UNIX_STATES.items()])
+                   1 + tally.layout.nvalues, "listen",
+                   always=[(_labels(t), s) for t, s in names.UNIX_STATES.items()])
         found = ctx.records(requests.unix(requests.LISTEN_STATES, names=True), requests.UNIX_LAYOUT,
                             "unix listener dump", requests.unix_listener)
         listeners = [Listener(*_labels(rec.type), rec.name, rec.length, rec.limit) for rec in found]
-        emit_listeners(out, listeners, opts.max_listeners, [_labels(t) for t in LISTENING_TYPES])
+        emit_listeners(out, listeners, ctx.options.max_listeners, [_labels(t) for t in LISTENING_TYPES])
 
 
 COLLECTORS = (UnixCollector(),)

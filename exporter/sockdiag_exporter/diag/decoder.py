@@ -54,10 +54,10 @@ class Decoder:
         off = 0
         while off < n:  # off stays 4-aligned: every stride is
             if n - off < c.NLMSG_HDRLEN:
-                raise DiagMalformed(f"{self.what}: truncated netlink header ({n - off} bytes at offset {off})")
+                raise self._truncated(off, n)
             length, typeflags, msg_seq = head(buf, off)
             if length < c.NLMSG_HDRLEN or length > n - off:
-                raise DiagMalformed(f"{self.what}: netlink message length {length} at offset {off} of {n}")
+                raise self._bad_length(length, off, n)
             stride = (length + 3) & ~3
             if typeflags != RUN_FLAGS or msg_seq != seq:
                 if self._control(buf, off, length):
@@ -99,6 +99,12 @@ class Decoder:
                 raise from_errno(-err, self.what)
             return mtype == c.NLMSG_DONE
         return False  # NLMSG_NOOP, or a type this decoder does not know
+
+    def _truncated(self, off: int, n: int) -> DiagMalformed:
+        return DiagMalformed(f"{self.what}: truncated netlink header ({n - off} bytes at offset {off})")
+
+    def _bad_length(self, length: int, off: int, n: int) -> DiagMalformed:
+        return DiagMalformed(f"{self.what}: netlink message length {length} at offset {off} of {n}")
 
     def _too_short(self, length: int) -> DiagMalformed:
         return DiagMalformed(
@@ -254,14 +260,14 @@ class StructDecoder(Decoder):
         off = 0
         while off < n:
             if n - off < c.NLMSG_HDRLEN:
-                raise DiagMalformed(f"{self.what}: truncated netlink header ({n - off} bytes at offset {off})")
+                raise self._truncated(off, n)
             if off <= whole:
                 length, typeflags, msg_seq, key, local_port, remote_port, rq, wq = unpack_all(buf, off)
             else:
                 length, typeflags, msg_seq = head(buf, off)
                 key = None
             if length < c.NLMSG_HDRLEN or length > n - off:
-                raise DiagMalformed(f"{self.what}: netlink message length {length} at offset {off} of {n}")
+                raise self._bad_length(length, off, n)
             stride = (length + 3) & ~3
             if typeflags != RUN_FLAGS or msg_seq != seq:
                 if self._control(buf, off, length):

@@ -40,6 +40,16 @@ def port_tables(groups: Sequence[Tuple[Sequence[int], Sequence[int]]]) -> Tuple[
     return local, remote
 
 
+def _count(table: dict, packed: int, rq: int, wq: int) -> None:
+    """One more socket, with its queues, in table's row packed."""
+    row = table.get(packed)
+    if row is None:
+        row = table[packed] = [0, 0, 0]
+    row[0] += 1
+    row[1] += rq
+    row[2] += wq
+
+
 class Entry(NamedTuple):
     key: tuple  # the layout's Key: named parts
     row: List[int]  # [socket count, sum of value 0, sum of value 1, ...]
@@ -86,20 +96,10 @@ class Tally:
         self.buckets(key)[index][bucket] += count
 
     def add_group(self, mask: int, key: int, rq: int, wq: int) -> None:
-        row = self.groups.get(mask << 8 | key)
-        if row is None:
-            row = self.groups[mask << 8 | key] = [0, 0, 0]
-        row[0] += 1
-        row[1] += rq
-        row[2] += wq
+        _count(self.groups, mask << 8 | key, rq, wq)
 
     def add_cgroup(self, cgroup: int, key: int, rq: int, wq: int) -> None:
-        row = self.cgroups.get(cgroup << 8 | key)
-        if row is None:
-            row = self.cgroups[cgroup << 8 | key] = [0, 0, 0]
-        row[0] += 1
-        row[1] += rq
-        row[2] += wq
+        _count(self.cgroups, cgroup << 8 | key, rq, wq)
 
     def fill_zero_buckets(self) -> None:
         """Put every socket not yet in a bucket into bucket 0.
