@@ -4,6 +4,8 @@
 
 floor tcp|unix          seconds to receive the tcp (IPv4 and IPv6) or unix dumps with no decoding at all
 collect NAME            seconds one collector takes in-process (configuration: $SOCKDIAG_BENCH_CONFIG or defaults)
+analyze NAME            the same, with what collectors keep between collections forgotten first: the tcp
+                        collector's ephemeral-port analysis (done once a minute by default) is then due
 get URL                 seconds to fetch URL completely
 concurrent URL N        N simultaneous fetches: the slowest one's seconds and the dump counter before and after
 """
@@ -59,6 +61,11 @@ def collect(name: str) -> float:
     return time.perf_counter() - started
 
 
+def analyze(name: str) -> float:
+    CONTEXT.kept.clear()
+    return collect(name)
+
+
 def get(url: str) -> float:
     started = time.perf_counter()
     urllib.request.urlopen(url, timeout=120).read()
@@ -95,7 +102,8 @@ def concurrent(url: str, n: int) -> dict:
 
 
 def main():
-    commands = {"floor": floor, "collect": collect, "get": get, "concurrent": lambda url, n: concurrent(url, int(n))}
+    commands = {"floor": floor, "collect": collect, "analyze": analyze, "get": get,
+                "concurrent": lambda url, n: concurrent(url, int(n))}
     for line in sys.stdin:
         words = line.split()
         try:

@@ -219,7 +219,8 @@ def _nonzero(metric: m.Metric, value) -> bool:
 
 
 def _fold(metric: m.Metric, samples: list) -> list:
-    """Merge samples with equal labels (namespaces folded into "other"): sums, or the largest for info-like ones."""
+    """Merge samples with equal labels (namespaces folded into "other"): sums, or the largest for info-like ones
+    and ratios."""
     merged: Dict[tuple, object] = {}
     for labels, value in samples:
         if labels not in merged:
@@ -227,7 +228,7 @@ def _fold(metric: m.Metric, samples: list) -> list:
         elif metric.kind == "gaugehistogram":
             (buckets, total), (more, extra) = merged[labels], value
             merged[labels] = ([(le, n + k) for (le, n), (_, k) in zip(buckets, more)], total + extra)
-        elif metric in m.NOT_ADDITIVE:
+        elif metric in m.LARGEST:
             merged[labels] = max(merged[labels], value)
         else:
             merged[labels] += value

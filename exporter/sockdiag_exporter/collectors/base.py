@@ -26,7 +26,9 @@ class Samples:
 
 
 class Context:
-    """What collectors read from in one network namespace: its diag socket, its /proc/net, and the options.
+    """What collectors read from in one network namespace: its diag socket, its /proc/net, and the options; and
+    what they keep there from one collection to the next (kept: name -> value, e.g. the last ephemeral-port
+    analysis).
 
     A dump the kernel has no handler for is not asked again for recheck_unsupported seconds: on kernels with
     loadable modules each such request makes the kernel try modprobe.
@@ -40,6 +42,11 @@ class Context:
         self.options = options
         self._clock = clock
         self._unsupported: Dict[bytes, Tuple[float, str]] = {}  # request -> (ask again after, the refusal)
+        self.kept: Dict[str, object] = {}
+
+    def now(self) -> float:
+        """Monotonic seconds, from the context's clock."""
+        return self._clock()
 
     def dump(self, request: bytes, layout: Layout, what: str, detail: Detail = NO_DETAIL) -> Tally:
         """The tally of one dump; raises DiagUnsupported, from memory while the last refusal is recent."""

@@ -21,6 +21,9 @@ class Options(NamedTuple):
     max_listeners: int = 100  # listeners reported one by one, per collector
     cgroups: Optional[object] = None  # a CgroupMap when cgroup attribution is on
     max_cgroups: int = 100
+    max_receivers: int = 50  # UDP receivers reported one by one, per collector
+    destinations: int = 0  # busiest ephemeral-port destinations reported one by one, per family (0: none)
+    ports_interval: float = 60.0  # seconds between ephemeral-port analyses (0: every collection)
 
     @classmethod
     def from_config(cls, config, cgroups=None) -> "Options":
@@ -33,7 +36,8 @@ class Options(NamedTuple):
             c.INET_DIAG_CGROUP_ID if cgroups else 0,
         )
         return cls(detail, groups, frozenset(config.memory.collectors), config.listeners.max_series, cgroups,
-                   config.cgroups.max_series)
+                   config.cgroups.max_series, config.udp_receivers.max_series, config.ephemeral_ports.destinations,
+                   config.ephemeral_ports.interval_seconds)
 
 
 DEFAULT_OPTIONS = Options()

@@ -191,14 +191,13 @@ class _Slots:
     << 8), and by state * width + bucket for histograms, cheaper per message than dict rows; moved into the Tally at
     the end, the sockets on the TIME_WAIT timer counted apart. Also the run path's sink there (by state alone)."""
 
-    __slots__ = ("columns", "hist", "width", "tally", "remotes")
+    __slots__ = ("columns", "hist", "width", "tally")
 
     def __init__(self, tally: Tally):
         self.tally = tally
         self.width = len(tally.bounds) + 1 if tally.bounds else 0
         self.columns = [[0] * (256 * TIMERS) for _ in range(3)]  # count, receive queue, send queue
         self.hist = [[0] * (256 * self.width) for _ in range(2)]
-        self.remotes = []  # remote endpoint keys of the buffer being walked (see StructDecoder.feed)
 
     def add(self, key: int, index: int, value: int) -> None:
         self.columns[index][key] += value
@@ -213,7 +212,7 @@ class _Slots:
         self.tally.add_minisockets(key, count)
 
     def add_remotes(self, remotes) -> None:
-        self.remotes.extend(remotes)
+        self.tally.add_remotes(remotes)
 
     def state_count(self, state: int) -> int:
         """Sockets of this state so far, whatever their timer."""
@@ -304,7 +303,8 @@ class StructDecoder(Decoder):
         counted = self.detail.ephemeral is not None  # remote is then the remote endpoint key, else the remote port
         ephemeral = self.detail.ephemeral if counted else NO_PORTS
         ports_at = hdrlen + self.layout.ports[0]  # to read the remote port apart when remote is the key
-        add_remote = slots.remotes.append
+        remotes = self.tally.remotes
+        remotes_get = remotes.get
         local_state = self.detail.local_state
         locals_before = slots.state_count(local_state) if local_state >= 0 else 0
         min_run = runs.min_run if runs else 0
@@ -320,10 +320,8 @@ class StructDecoder(Decoder):
                 if done:
                     break
                 continue
-            if length < min_length or length > n - off:
-                if length < hdrlen or length > n - off:
-                    raise self._bad_length(length, off, n)
-                raise self._too_short(length)
+            if length < min_length:  # a length past n shows after the loop: off > n
+                raise self._bad_length(length, off, n) if length < hdrlen else self._too_short(length)
             stride = (length + 3) & ~3
             if off >= retry_at:
                 # The length guess: in a run, the message min_run - 1 strides ahead starts with the same length.
@@ -349,18 +347,26 @@ class StructDecoder(Decoder):
                 if mask:
                     self.tally.add_group(mask, key & 0xFF, rq, wq)
             if ephemeral[local_port]:
-                add_remote(remote)
+                remotes[remote] = remotes_get(remote, 0) + 1
             off += stride
+        if off > n:
+            self._overrun(buf, n)
         while not done and off < n:  # the last messages of a full buffer: one at a time
             done, off = self._tail(buf, off, n)
-        if slots.remotes:
-            self.tally.add_remotes(slots.remotes)
-            slots.remotes.clear()
         if local_state >= 0 and slots.state_count(local_state) != locals_before:
             self._add_locals(buf, off)
         if done:
             self._finish()
         return done
+
+    def _overrun(self, buf, n: int) -> None:
+        """Raise the error of the first message that runs past n (the loop checks lengths against n only once)."""
+        off = 0
+        while True:
+            length = _HEAD.unpack_from(buf, off)[0]
+            if length > n - off:
+                raise self._bad_length(length, off, n)
+            off += (length + 3) & ~3
 
     def _tail(self, buf, off: int, n: int):
         """The message at off, read in parts: (dump complete, next offset)."""
@@ -408,7 +414,7 @@ class StructDecoder(Decoder):
             if mask:
                 self.tally.add_group(mask, key & 0xFF, rq, wq)
         if self.detail.ephemeral is not None and self.detail.ephemeral[local_port]:
-            slots.add_remotes((remote,))
+            self.tally.add_remotes((remote,))
 
     def _finish(self):
         self.slots.flush()

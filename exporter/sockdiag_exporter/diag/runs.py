@@ -196,11 +196,14 @@ class Runs:
         """The local endpoints and values of the messages in the local state (on a chosen port)."""
         chosen = map(self.local_state.__eq__, keys)
         if self.local_ports is not None:
-            ports = self._column16(buf, off, stride, k, self.layout.ports[0])
-            chosen = map(and_, chosen, map(self.local_ports.__getitem__, ports))
+            ports = list(map(self.local_ports.__getitem__, self._column16(buf, off, stride, k, self.layout.ports[0])))
+            if not any(ports):  # receivers bound to ephemeral ports: none of them by address
+                return
+            chosen = map(and_, chosen, ports)
         local, add_local = self.layout.local.unpack_from, self.sink.add_local
-        for start, values in compress(zip(range(off, off + k * stride, stride), zip(*columns)), chosen):
-            add_local(local(buf, start), values)
+        starts = range(off, off + k * stride, stride)
+        for start, i in compress(zip(starts, range(k)), chosen):
+            add_local(local(buf, start), [column[i] for column in columns])
 
     def _groups(self, buf, off, stride, k, keys, columns) -> None:
         local_groups, remote_groups = self.groups
