@@ -41,7 +41,7 @@ def tcp(count, port, v6, keep, spread=0):
     keep.extend(servers)
     for i in range(count):
         server = servers[0] if i % 2 == 0 or len(servers) == 1 else servers[1 + (i // 2) % (len(servers) - 1)]
-        client = socket.create_connection(server.getsockname())
+        client = socket.create_connection(server.getsockname()[:2])
         accepted, _ = server.accept()
         keep += [client, accepted]
         if i % 100 == 0:

@@ -13,7 +13,7 @@ import sys
 import pytest
 import yaml
 
-from helpers import scrape
+from helpers import Peer, scrape, wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GRAFANA = os.path.join(ROOT, "grafana")
@@ -134,7 +134,7 @@ def test_overview_rows_and_listeners_repeat():
     overview = DASHBOARDS["sockdiag-overview.json"]
     rows = [p["title"] for p in overview["panels"] if p["type"] == "row"]
     assert rows == ["Summary", "Sockets by family, protocol and state", "Queues", "Memory and drops", "Listeners",
-                    "Port groups", "Network namespaces, units and containers", "Exporter health"]
+                    "UDP receivers", "Port groups", "Network namespaces, units and containers", "Exporter health"]
     types = {p["type"] for p in overview["panels"]}
     assert {"heatmap", "timeseries", "stat", "bargauge", "table", "state-timeline"} <= types
     for p in overview["panels"]:
@@ -147,20 +147,37 @@ def test_overview_rows_and_listeners_repeat():
     after = listeners["panels"][listeners["panels"].index(repeated[0]) + 1:]
     exprs = " ".join(t["expr"] for p in after for t in p["targets"])
     for metric in ("sockdiag_listener_accept_queue_length", "sockdiag_listener_accept_queue_limit",
-                   "sockdiag_tcp_listen_overflows_total", "sockdiag_tcp_listen_drops_total"):
+                   "sockdiag_tcp_listen_overflows_total", "sockdiag_tcp_listen_drops_total",
+                   "sockdiag_listener_drops_total", "sockdiag_listener_half_open_connections",
+                   "instance_address:sockdiag_listener_accept_queue:fill_ratio"):
         assert metric in exprs
 
 
 def test_every_metric_queried_is_served_or_recorded(netns):
-    """Names in the dashboards against what a real exporter serves (with a listener, a UDP socket, a port group,
-    namespaces and cgroup attribution, so the optional breakdowns are present) and what rules.yml records."""
-    listener = netns.run(socket.create_server, ("127.0.0.1", 8080))
-    udp = netns.run(socket.socket, socket.AF_INET, socket.SOCK_DGRAM)
-    netns.run(udp.bind, ("127.0.0.1", 5353))
-    netns.keep += [listener, udp]
-    exposition = scrape(netns, config={"port_groups": {"web": {"local": [8080]}}, "series_budget": 100000,
-                                       "namespaces": {"named": True, "include": [netns.name]},
-                                       "cgroups": {"enabled": True}})
+    """Names in the dashboards against what a real exporter serves (with a listener, half-open connections from a
+    peer, a client and a TIME_WAIT socket, a UDP receiver and an autobound UDP client, a port group, namespaces and
+    cgroup attribution, so the optional breakdowns are present) and what rules.yml records."""
+    peer = Peer(netns)
+    try:
+        def work():
+            listener = socket.create_server(("0.0.0.0", 8080))
+            client = socket.create_connection(("127.0.0.1", 8080))
+            closed = socket.create_connection(("127.0.0.1", 8080))
+            closed.close()  # TIME_WAIT on the client's side
+            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            udp.bind(("127.0.0.1", 5353))
+            sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sender.sendto(b"x", ("127.0.0.1", 5353))
+            netns.keep.extend([listener, client, udp, sender])
+
+        netns.run(work)
+        peer.connect(socket.AF_INET, ("10.9.0.1", 8080), 2)
+        assert wait_until(lambda: any(state == "SYN-RECV" for _, state, _, _, _ in netns.ss("-t", "-a")))
+        exposition = scrape(netns, config={"port_groups": {"web": {"local": [8080]}}, "series_budget": 100000,
+                                           "namespaces": {"named": True, "include": [netns.name]},
+                                           "cgroups": {"enabled": True}, "ephemeral_ports": {"destinations": 5}})
+    finally:
+        peer.delete()
     served = {name for name, _ in exposition.samples}
     recorded = recorded_names()
     for name, d in DASHBOARDS.items():

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from helpers import NetNS, scrape, settle, wait_until
+from helpers import Peer, connect_nonblocking, scrape, settle, wait_until
 
 
 def listener(ns, family, host, backlog, pending, reuseport=False, device=None):
@@ -156,17 +156,6 @@ def quiescent(ns, oracle, ours, timeout=30.0):
         assert time.monotonic() < deadline, "the namespace never held still"
 
 
-def connect_nonblocking(ns, family, target, count):
-    def work():
-        for _ in range(count):
-            c = socket.socket(family, socket.SOCK_STREAM)
-            c.setblocking(False)
-            c.connect_ex(target)
-            ns.keep.append(c)
-
-    ns.run(work)
-
-
 def test_a_stuck_socket_of_a_reuseport_group_is_not_averaged_away(netns):
     """Two SO_REUSEPORT listeners on one address, as nginx workers have: one accepts everything, the other never
     does (a stopped worker). The address's summed fill looks harmless; its fullest socket is over the limit and
@@ -224,42 +213,6 @@ def test_listener_drops_match_ss_and_nstat(netns, family, host):
     assert max(theirs.values()) > 0 and sum(theirs.values()) == listen_drops
     ours = {dict(k)["address"]: v for k, v in exposition.select("sockdiag_listener_drops_total").items()}
     assert ours == theirs
-
-
-class Peer:
-    """A second namespace, linked to the test's by a veth pair (10.9.0.1/fd00::1 there, 10.9.0.2/fd00::2 here),
-    whose replies never come back: the test's namespace routes them into a veth whose other end is down. Its
-    connects stay SYN_SENT, and the listener's request sockets (SYN_RECV) stay until their SYN-ACKs give up."""
-
-    def __init__(self, ns):
-        self.ns = NetNS()
-        try:
-            commands = [
-                f"ip link add sd0 netns {ns.name} type veth peer name sd1 netns {self.ns.name}",
-                f"ip -n {ns.name} addr add 10.9.0.1/24 dev sd0",
-                f"ip -n {ns.name} addr add fd00::1/64 dev sd0 nodad",
-                f"ip -n {self.ns.name} addr add 10.9.0.2/24 dev sd1",
-                f"ip -n {self.ns.name} addr add fd00::2/64 dev sd1 nodad",
-                f"ip -n {ns.name} link set sd0 up",
-                f"ip -n {self.ns.name} link set sd1 up",
-                f"ip -n {ns.name} link add void type veth peer name void-peer",  # void-peer stays down
-                f"ip -n {ns.name} link set void up",
-                f"ip -n {ns.name} route add 10.9.0.2/32 dev void",
-                f"ip -n {ns.name} -6 route add fd00::2/128 dev void",
-                f"ip -n {ns.name} neigh add 10.9.0.2 lladdr 02:00:00:00:00:02 dev void",
-                f"ip -n {ns.name} neigh add fd00::2 lladdr 02:00:00:00:00:02 dev void",
-            ]
-            for command in commands:
-                subprocess.run(command.split(), check=True)
-        except BaseException:
-            self.ns.delete()
-            raise
-
-    def connect(self, family, target, count):
-        connect_nonblocking(self.ns, family, target, count)
-
-    def delete(self):
-        self.ns.delete()
 
 
 def test_half_open_connections_per_listening_address_match_ss(netns):
