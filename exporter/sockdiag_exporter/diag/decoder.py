@@ -28,7 +28,7 @@ _U32 = struct.Struct("=I")
 _U64 = struct.Struct("=Q")
 _PORTS = struct.Struct("=HH")  # idiag_sport, idiag_dport: network order, read natively (see tally.port_tables)
 _ERRNO = struct.Struct("=i")
-NO_PORTS = (0,) * 65536  # a port table with no port in it
+NO_PORTS = bytes(65536)  # a port table with no port in it
 
 
 class Decoder:

@@ -43,12 +43,13 @@ class Detail(NamedTuple):
 NO_DETAIL = Detail()
 
 
-def _native_ports() -> List[int]:
-    """NATIVE[port]: the port's network-order bytes read as a native u16 (byte-swapped on little-endian hosts)."""
+def _native_ports() -> array.array:
+    """NATIVE[port]: the port's network-order bytes read as a native u16 (byte-swapped on little-endian hosts). An
+    array: 128 KiB, where a list would hold 65536 int objects (2 MiB)."""
     ports = array.array("H", range(65536))
     if sys.byteorder == "little":
         ports.byteswap()
-    return ports.tolist()
+    return ports
 
 
 NATIVE = _native_ports()
