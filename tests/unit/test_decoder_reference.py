@@ -230,6 +230,7 @@ def ours(tally, groups: int):
     remotes = {tuple(remote): count for remote, count in tally.by_remote()}
     assert sum(remotes.values()) == sum(tally.remotes.values()) and tally.busiest_remote() == max(remotes.values(),
                                                                                                    default=0)
+    assert tally.remote_destinations() == len({(address, port) for _, address, port in remotes})
     return rows, hist, grouped, cgroups, minisockets, remotes, locals_
 
 

@@ -25,11 +25,13 @@ DROPS = 3 + requests.MEMINFO_NAMES.index("drops")
 
 
 class PortUse(NamedTuple):
-    """One family's ephemeral-port analysis: sockets towards the busiest destination (per local address), and the
-    busiest destinations (remote address and port: the busiest local address's sockets), the busiest first."""
+    """One family's ephemeral-port analysis: sockets towards the busiest destination (per local address); with
+    ephemeral_ports.destinations, that many busiest destinations (remote address and port: the busiest local
+    address's sockets), the busiest first, and how many others there are."""
 
     busiest: int
     destinations: List[Tuple[str, int]]
+    folded: int
 
 
 class Analysis(NamedTuple):
@@ -215,7 +217,7 @@ def _receivers(family_number: int, labels: tuple, tally: Tally, receivers: Dict[
 def _due_analysis(ctx: Context, ports: Optional[PortRange]) -> Optional[Analysis]:
     """A new ephemeral-port analysis to fill in this collection, if one is due (none yet, the range changed, or
     ephemeral_ports.interval_seconds passed); None to keep the last one. Counting per destination is the one
-    per-socket cost that grows with client sockets (about 8 ms at 50,000 of them: README, Performance)."""
+    per-socket cost that grows with client sockets (about 13 ms at 48,000 of them: README, Performance)."""
     last = ctx.kept.get("ephemeral_ports")
     if ports is None:
         ctx.kept.pop("ephemeral_ports", None)
@@ -231,7 +233,10 @@ def _port_use(family_number: int, tally: Tally, destinations: int) -> PortUse:
     if destinations:
         for remote, count in tally.by_remote():  # the busiest first: a destination's first is its busiest
             named.setdefault(requests.endpoint_text(family_number, remote.address, remote.port), count)
-    return PortUse(tally.busiest_remote(), list(named.items()))
+            if len(named) == destinations:
+                break
+    folded = tally.remote_destinations() - len(named) if destinations else 0
+    return PortUse(tally.busiest_remote(), list(named.items()), folded)
 
 
 def _emit_port_use(out: Samples, ctx: Context, analysis: Optional[Analysis]) -> None:
@@ -247,9 +252,9 @@ def _emit_port_use(out: Samples, ctx: Context, analysis: Optional[Analysis]) -> 
         if use.busiest:
             out.add(m.EPHEMERAL_USAGE, (family,), use.busiest / size)
         if wanted:
-            for destination, count in use.destinations[:wanted]:
+            for destination, count in use.destinations:
                 out.add(m.EPHEMERAL_DESTINATION_USAGE, (family, destination), count / size)
-            out.add(m.EPHEMERAL_DESTINATIONS_FOLDED, (family,), max(0, len(use.destinations) - wanted))
+            out.add(m.EPHEMERAL_DESTINATIONS_FOLDED, (family,), use.folded)
 
 
 COLLECTORS = tuple(InetCollector(p) for p in PROTOCOLS)

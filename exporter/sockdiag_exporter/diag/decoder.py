@@ -238,7 +238,7 @@ class _Slots:
                     buckets[bucket] += n
 
 
-_STRUCTS = {}  # (layout, addresses read) -> the StructDecoder's two Structs
+_STRUCTS = {}  # (layout, remote endpoints counted) -> the StructDecoder's two Structs
 
 
 def _structs(layout: Layout, remotes: bool):
@@ -255,7 +255,8 @@ def _structs(layout: Layout, remotes: bool):
 
 class StructDecoder(Decoder):
     """The struct path, for inet replies without attributes: one struct call reads a message's header, state and
-    timer, ports, addresses (when remote endpoints are counted) and both queues. Its own loop (the framing of
+    timer, ports (the remote one as part of the remote endpoint key when remote endpoints are counted) and both
+    queues. Its own loop (the framing of
     Decoder.feed inlined) because this is the hottest code of the exporter: about 300 ns a message, a method call
     per message would add a fifth. Per message it only adds; local endpoints (of a rare state: half-open
     connections) are read in a second walk of just the buffers that had such sockets: no cost when there are none.

@@ -229,6 +229,10 @@ class Tally:
         """Sockets towards the busiest (local address, remote address, remote port); 0 for none."""
         return max(self.remotes.values(), default=0)
 
+    def remote_destinations(self) -> int:
+        """How many (remote address, remote port) the remote endpoints have, whatever their local address."""
+        return len({key[:2] + key[18:] for key in self.remotes})
+
     def by_local(self) -> Iterator[Tuple[Local, List[int]]]:
         """(Local, [count, value sums...]) of the sockets tallied per local endpoint."""
         for (port, address, ifindex), row in self.locals.items():
