@@ -1,5 +1,6 @@
 """Test helpers: fresh network namespaces, threads inside them, the exporter's output, and ss as an oracle."""
 
+import contextlib
 import ctypes
 import http.client
 import os
@@ -22,6 +23,7 @@ from sockdiag_exporter.diag.netlink import DiagStats
 from sockdiag_exporter.plan import build_plan
 from sockdiag_exporter.scrape import RegistryAdapter, Scraper
 
+ROOT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -207,6 +209,31 @@ def wait_until(predicate, timeout=5.0, interval=0.02):
     return predicate()
 
 
+@contextlib.contextmanager
+def cgroup2_hierarchy(base, paths):
+    """A cgroup2 hierarchy mounted at base/cgroup2 (this host's own may be hybrid or v1) with the cgroups at paths
+    ("/kubepods.slice/..."); removed again afterwards. Yields the mount point (a pathlib.Path)."""
+    mount = base / "cgroup2"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "cgroup2", "none", str(mount)], check=True)
+    made = []
+    try:
+        for path in paths:
+            target = mount / path.lstrip("/")
+            target.mkdir(parents=True)
+            made.append(target)
+        yield mount
+    finally:
+        for target in made:
+            while target != mount:
+                try:
+                    target.rmdir()
+                except OSError:
+                    break
+                target = target.parent
+        subprocess.run(["umount", str(mount)], check=False)
+
+
 def settle(ns: "NetNS", timeout: float = 5.0) -> None:
     """Wait until the namespace is quiescent: every socket, with its queues and memory, the same in two readings of
     ss in a row (handshakes, FINs and datagrams in flight have landed). Netlink sockets are left out: ss's own
@@ -243,11 +270,12 @@ PORT = 19965
 class Daemon:
     """The exporter as users run it: a subprocess in the namespace, spoken to over HTTP (or HTTPS) from inside."""
 
-    def __init__(self, ns, *args, tls=None):
+    def __init__(self, ns, *args, tls=None, wrap=()):
+        """wrap: a command that runs the exporter's command line given to it (e.g. in a private mount namespace)."""
         self.ns = ns
         self.tls = tls  # an ssl.SSLContext for HTTPS
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns.name, sys.executable, "-m", "sockdiag_exporter",
+            ["ip", "netns", "exec", ns.name, *wrap, sys.executable, "-m", "sockdiag_exporter",
              f"--web.listen-address=127.0.0.1:{PORT}", *args],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
         self.lines = []  # the log so far, read as it comes so that tests can wait for a line

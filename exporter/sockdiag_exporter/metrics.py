@@ -148,13 +148,25 @@ SERIES_DROPPED = Metric(
     "Series left out of this scrape to stay within series_budget, per breakdown (most detailed dropped first).",
 )
 NETNS_INFO = Metric(
-    "sockdiag_netns_info", "gauge", ("netns", "inode", "cgroup", "container"),
-    "Always 1, per collected network namespace: its inode, and the cgroup and container (pod, container, systemd "
-    "unit) of a process in it where one is known. Join on netns.",
+    "sockdiag_netns_info", "gauge", ("netns", "inode", "cgroup", "container", "pod_uid", "container_id"),
+    "Always 1, per collected network namespace: its inode, and the cgroup of a process in it with what owns it "
+    "(container: a pod, container or systemd unit; pod_uid: the Kubernetes pod UID as kube-state-metrics' uid; "
+    "container_id: the full container id). Join on netns.",
 )
 NETNS_UP = Metric(
     "sockdiag_netns_up", "gauge", ("netns",),
     "1 if every collector succeeded in this network namespace, 0 if one failed there.",
+)
+NETNS_DISCOVERY = Metric(
+    "sockdiag_netns_discovery_success", "gauge", ("source", "reason"),
+    "1 if the configured source of network namespaces (named: /run/netns, processes: /proc) could be listed, 0 if "
+    "not, with the reason (permission_denied, not_a_directory, not_found, error). The exporter's own namespace is "
+    "collected either way.",
+)
+NETNS_CANNOT_ENTER = Metric(
+    "sockdiag_netns_enter_failures", "gauge", ("reason",),
+    "Network namespaces found but not entered in the last collection, by reason (permission_denied, "
+    "not_a_network_namespace: a stale entry, error); only reasons that happened.",
 )
 NETNS_FOLDED = Metric(
     "sockdiag_netns_folded", "gauge", (),
@@ -182,12 +194,13 @@ ALL = (
     (SOCKETS, RECEIVE_QUEUE, SEND_QUEUE, ACCEPT_QUEUE_LENGTH, ACCEPT_QUEUE_LIMIT) + LISTENERS + HISTOGRAMS + MEMORY
     + PORT_GROUPS + CGROUPS + (UDP_RECEIVE_BUFFER_ERRORS, UDP_RECEIVE_ERRORS, TCP_LISTEN_OVERFLOWS, TCP_LISTEN_DROPS,
                      HANDLER_AVAILABLE, SOURCE_INFO, COLLECTOR_DURATION, COLLECTOR_SUCCESS, NETLINK_DUMPS,
-                     NETLINK_DUMP_RETRIES, SERIES_DROPPED, NETNS_INFO, NETNS_UP, NETNS_FOLDED, FEATURE_ENABLED,
-                     BUILD_INFO)
+                     NETLINK_DUMP_RETRIES, SERIES_DROPPED, NETNS_INFO, NETNS_UP, NETNS_DISCOVERY, NETNS_CANNOT_ENTER,
+                     NETNS_FOLDED, FEATURE_ENABLED, BUILD_INFO)
 )
 
 # Metrics about the exporter itself: never broken down by network namespace.
 EXPORTER = frozenset((COLLECTOR_DURATION, COLLECTOR_SUCCESS, NETLINK_DUMPS, NETLINK_DUMP_RETRIES, SERIES_DROPPED,
-                      NETNS_INFO, NETNS_UP, NETNS_FOLDED, FEATURE_ENABLED, BUILD_INFO))
+                      NETNS_INFO, NETNS_UP, NETNS_DISCOVERY, NETNS_CANNOT_ENTER, NETNS_FOLDED, FEATURE_ENABLED,
+                      BUILD_INFO))
 # Metrics whose samples, when several namespaces fold into "other", take the largest value instead of the sum.
 NOT_ADDITIVE = frozenset((HANDLER_AVAILABLE, SOURCE_INFO))

@@ -12,10 +12,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeHistogramMetricFami
 from . import __version__
 from . import metrics as m
 from .collectors.base import Collector, Context, Samples
-from .containers import container_name, process_cgroup
+from .collectors.listeners import near_limit
+from .containers import owner, process_cgroup
 from .diag.errors import DiagError
 from .diag.netlink import DiagStats
-from .namespaces import NamespaceGone, NamespaceSet, run_inside
+from .namespaces import CannotEnter, NamespaceGone, NamespaceSet, run_inside
 from .plan import Plan, PlanHolder
 from .singleflight import SingleFlight
 
@@ -129,30 +130,47 @@ class Scraper:
         return ok_all
 
     def _collect_namespaces(self, merged, plan: Plan, durations, errors) -> None:
-        """Collect every namespace inside it; the folded ones under netns="other"."""
+        """Collect every namespace inside it; beyond the cap, the quietest ones fold into netns="other"."""
         namespaces: NamespaceSet = plan.namespaces
-        kept, folded = namespaces.plan()
-        seen = set()
-        for index, ns in enumerate(kept + folded):
-            label = ns.label if index < len(kept) else "other"
-            ctx = namespaces.context(ns)
+        discovery = namespaces.discover()
+        collected = []  # (namespace, its samples, every collector succeeded)
+        cannot_enter: Dict[str, int] = {}  # reason -> namespaces
+        for index, ns in enumerate(discovery.namespaces):
+            samples: Dict[m.Metric, list] = {}
             try:
-                ok = run_inside(ns, partial(self._collect_into, merged, plan.collectors, ctx, (label,), durations,
-                                            errors, f"{IN_NETNS}{ns.label}", sparse=index > 0 and plan.sparse))
+                ok = run_inside(ns, partial(self._collect_into, samples, plan.collectors, namespaces.context(ns), (),
+                                            durations, errors, f"{IN_NETNS}{ns.label}",
+                                            sparse=index > 0 and plan.sparse))
             except NamespaceGone:
                 log.debug("network namespace %s vanished during the collection", ns.label)
                 continue
-            except OSError as e:  # setns refused
-                self._failed(f"netns {ns.label}", f"cannot enter network namespace {ns.label}: {e.strerror}")
+            except CannotEnter as e:
+                self._failed(f"netns {ns.label}", str(e))
+                cannot_enter[e.reason] = cannot_enter.get(e.reason, 0) + 1
                 ok = False
-            seen.add(ns.inode)
-            if index < len(kept):
+            collected.append((ns, samples, ok))
+        namespaces.retire({ns.inode for ns, _, _ in collected})
+        cap = max(namespaces.cap, 1)
+        own, others = collected[:1], sorted(collected[1:], key=_importance)
+        for index, (ns, samples, ok) in enumerate(own + others):
+            label = ns.label if index < cap else "other"
+            for metric, values in samples.items():
+                merged.setdefault(metric, []).extend(
+                    values if metric in m.EXPORTER else [((label,) + labels, v) for labels, v in values])
+            if index < cap:
                 merged.setdefault(m.NETNS_UP, []).append(((label,), 1 if ok else 0))
                 cgroup = process_cgroup(ns.pid) if ns.pid else ""
+                who = owner(cgroup)
                 merged.setdefault(m.NETNS_INFO, []).append(
-                    ((label, str(ns.inode), cgroup, container_name(cgroup)), 1))
-        namespaces.retire(seen)
-        merged[m.NETNS_FOLDED] = [((), len(folded))]
+                    ((label, str(ns.inode), cgroup, who.name, who.pod_uid, who.container_id), 1))
+        folded = max(len(collected) - cap, 0)
+        merged[m.NETNS_FOLDED] = [((), folded)]
+        merged[m.NETNS_DISCOVERY] = [
+            ((source, discovery.failures.get(source, ("", ""))[0]), 0 if source in discovery.failures else 1)
+            for source, feature in (("named", "named_namespaces"), ("processes", "process_namespaces"))
+            if plan.features.get(feature)]
+        if cannot_enter:
+            merged[m.NETNS_CANNOT_ENTER] = [((reason,), n) for reason, n in sorted(cannot_enter.items())]
         if folded:
             for metric in list(merged):
                 if metric not in m.EXPORTER:
@@ -203,6 +221,17 @@ class Scraper:
         if self._last_error.get(name) != error:
             log.warning("%s failed: %s", name, error, extra={"COLLECTOR": collector, "ERROR": error})
         self._last_error[name] = error
+
+
+def _importance(collected) -> tuple:
+    """Sort key of a collected namespace, most important first: trouble (a listener near its accept-queue limit,
+    dropped packets), then more sockets, then the label."""
+    ns, samples, _ = collected
+    limits = {labels: value for labels, value in samples.get(m.LISTENER_QUEUE_LIMIT, ())}
+    full = any(near_limit(length, limits.get(labels, 0)) for labels, length in samples.get(m.LISTENER_QUEUE_LENGTH, ()))
+    drops = any(value for _, value in samples.get(m.MEMORY[-1], ()))  # sockdiag_dropped_packets
+    sockets = sum(value for _, value in samples.get(m.SOCKETS, ()))
+    return not (full or drops), -sockets, ns.label
 
 
 def _series(metric: m.Metric, samples: list) -> int:

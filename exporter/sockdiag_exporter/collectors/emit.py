@@ -116,12 +116,15 @@ def emit_port_groups(out: Samples, options: Options, family: str, protocol: str,
 
 
 def emit_cgroups(out: Samples, options: Options, family: str, protocol: str, tally: Tally, state_names: dict,
-                 listen_state: str, listeners: Dict[int, int]) -> None:
-    """Counts and data-queue sums per unit or container (states with sockets only), the largest first; beyond
-    cgroups.max_series summed into cgroup="other".
+                 listen_state: str, listeners: Dict[int, Tuple[int, bool]]) -> None:
+    """Counts and data-queue sums per unit or container (states with sockets only); beyond cgroups.max_series the
+    quietest are summed into cgroup="other": those in trouble (a listener near its accept-queue limit) are kept
+    first, then the largest.
 
-    listeners: cgroup id -> listening sockets in it (they come from a dump of their own)."""
+    listeners: cgroup id -> (listening sockets in it, whether one is near its limit); they come from a dump of their
+    own."""
     by_name: Dict[str, Dict[str, list]] = {}
+    troubled = set()
 
     def add(cgroup_id: int, state: str, row) -> None:
         total = by_name.setdefault(options.cgroups.name(cgroup_id), {}).setdefault(state, [0, 0, 0])
@@ -130,9 +133,11 @@ def emit_cgroups(out: Samples, options: Options, family: str, protocol: str, tal
 
     for cgroup_id, key, row in tally.by_cgroup():
         add(cgroup_id, state_name(state_names, key.state), row)
-    for cgroup_id, count in listeners.items():
+    for cgroup_id, (count, near) in listeners.items():
         add(cgroup_id, listen_state, (count, 0, 0))
-    ranked = sorted(by_name, key=lambda n: (-sum(r[0] for r in by_name[n].values()), n))
+        if near:
+            troubled.add(options.cgroups.name(cgroup_id))
+    ranked = sorted(by_name, key=lambda n: (n not in troubled, -sum(r[0] for r in by_name[n].values()), n))
     merged: Dict[tuple, list] = {}
     for index, name in enumerate(ranked):
         label = name if index < options.max_cgroups else "other"

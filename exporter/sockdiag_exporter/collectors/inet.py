@@ -10,7 +10,7 @@ from ..diag.procfs import parse_inet_table
 from . import names
 from .base import Collector, Context, Samples, dump_or_none
 from .emit import emit_cgroups, emit_port_groups, emit_tally
-from .listeners import Listener, emit_listeners, interface_address
+from .listeners import Listener, emit_listeners, interface_address, near_limit
 
 FAMILIES = ((c.AF_INET, "inet", ""), (c.AF_INET6, "inet6", "6"))
 LISTEN = names.TCP_STATES[c.TCP_LISTEN]
@@ -85,7 +85,8 @@ class InetCollector(Collector):
                     for group in opts.port_groups:
                         if rec.port in group.local:
                             group_listeners[group.name] = group_listeners.get(group.name, 0) + 1
-                    cgroup_listeners[rec.cgroup] = cgroup_listeners.get(rec.cgroup, 0) + 1
+                    count, troubled = cgroup_listeners.get(rec.cgroup, (0, False))
+                    cgroup_listeners[rec.cgroup] = (count + 1, troubled or near_limit(rec.length, rec.limit))
                     listeners.append(Listener(*labels, interface_address(rec.address, rec.ifindex), rec.length,
                                               rec.limit))
             emit_tally(out, tally, lambda key, labels=labels: (labels, proto.states, key.state), width, LISTEN,

@@ -7,6 +7,14 @@ from .. import metrics as m
 from .base import Samples
 
 
+NEAR_LIMIT = 0.9  # a listener this full is in trouble: the default threshold of the accept-queue alert
+
+
+def near_limit(length: int, limit: int) -> bool:
+    """Whether an accept queue is near its limit (what makes a namespace or a cgroup worth keeping apart)."""
+    return bool(length) and length >= NEAR_LIMIT * limit
+
+
 class Listener(NamedTuple):
     family: str
     socket_type: str
