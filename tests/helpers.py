@@ -164,18 +164,23 @@ def scrape(ns: NetNS, *collectors: str, unprivileged: bool = False, config: dict
     return Exposition(ns.run(work))
 
 
-def make_scraper(config: dict = None, collectors=(), diag=None, proc=None) -> Scraper:
+def make_scraper(config: dict = None, collectors=(), make_diag=None, proc=None) -> Scraper:
     """A Scraper for the config (YAML as a dict), with only the given collectors (names or Collector objects) when
-    some are given, and diag (a DiagSocket) and proc (a ProcNet) instead of its own when given."""
+    some are given, and make_diag (makes a DiagSocket) and proc (a ProcNet) instead of its own when given."""
     stats = DiagStats()
     plan = build_plan(from_dict(config or {}), stats)
     if collectors:
         plan = plan._replace(collectors=tuple(REGISTRY[c] if isinstance(c, str) else c for c in collectors))
-    if diag is not None or proc is not None:
-        plan.own.close()
-        if diag is not None:
+    if make_diag is not None or proc is not None:
+        own = plan.own
+
+        def counted():
+            diag = make_diag()
             diag.stats = stats
-        plan = plan._replace(own=Context(diag or plan.own.diag, options=plan.own.options, proc=proc))
+            return diag
+
+        plan = plan._replace(own=Context(counted if make_diag else own.make_diag, options=own.options, proc=proc,
+                                         parallel=own.parallel_dumps))
     return Scraper(plan, stats)
 
 

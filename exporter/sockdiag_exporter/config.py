@@ -130,6 +130,16 @@ class NetlinkConfig:
 
 
 @dataclass(frozen=True)
+class CollectionConfig:
+    # threads that collect at once (dumps of different families and namespaces; IPv4 and IPv6 of a protocol):
+    # 0 = one per CPU the exporter may use (affinity, cgroup quota), at most MAX_AUTO_WORKERS; 1 = one at a time
+    workers: int = _opt(0, _between(0, 64))
+
+
+MAX_AUTO_WORKERS = 8
+
+
+@dataclass(frozen=True)
 class ListenersConfig:
     max_series: int = _opt(100, _between(0, 100000))
 
@@ -185,6 +195,7 @@ class Config:
     web: WebConfig = field(default_factory=WebConfig)
     log: LogConfig = field(default_factory=LogConfig)
     netlink: NetlinkConfig = field(default_factory=NetlinkConfig)
+    collection: CollectionConfig = field(default_factory=CollectionConfig)
     collectors: Dict[str, bool] = field(default_factory=lambda: {name: True for name in REGISTRY})
     listeners: ListenersConfig = field(default_factory=ListenersConfig)
     histograms: HistogramsConfig = field(default_factory=HistogramsConfig)
@@ -283,7 +294,8 @@ def from_dict(data: Any, base: Optional[Config] = None) -> Config:
     """Validate parsed YAML into a Config, on top of base (defaults when None)."""
     base = base or Config()
     data = _mapping(data, "config")
-    sections = {"web": WebConfig, "log": LogConfig, "netlink": NetlinkConfig, "listeners": ListenersConfig,
+    sections = {"web": WebConfig, "log": LogConfig, "netlink": NetlinkConfig, "collection": CollectionConfig,
+                "listeners": ListenersConfig,
                 "histograms": HistogramsConfig, "memory": MemoryConfig, "namespaces": NamespacesConfig,
                 "cgroups": CgroupsConfig}
     known = list(sections) + ["collectors", "port_groups", "series_budget"]

@@ -129,7 +129,13 @@ SOURCE_INFO = Metric(
 )
 COLLECTOR_DURATION = Metric(
     "sockdiag_scrape_collector_duration_seconds", "gauge", ("collector",),
-    "Time a collector took in the last collection.",
+    "Time a collector took in the last collection: its own wall time, summed over network namespaces (collectors "
+    "run at once on collection.workers threads, so these overlap).",
+)
+COLLECTION_DURATION = Metric(
+    "sockdiag_collection_duration_seconds", "gauge", (),
+    "Wall time of the last collection. Collectors run at once (collection.workers), so it is less than the sum "
+    "of sockdiag_scrape_collector_duration_seconds.",
 )
 COLLECTOR_SUCCESS = Metric(
     "sockdiag_scrape_collector_success", "gauge", ("collector",),
@@ -193,14 +199,14 @@ BREAKDOWNS = (("listeners", LISTENERS), ("cgroups", CGROUPS), ("port_groups", PO
 ALL = (
     (SOCKETS, RECEIVE_QUEUE, SEND_QUEUE, ACCEPT_QUEUE_LENGTH, ACCEPT_QUEUE_LIMIT) + LISTENERS + HISTOGRAMS + MEMORY
     + PORT_GROUPS + CGROUPS + (UDP_RECEIVE_BUFFER_ERRORS, UDP_RECEIVE_ERRORS, TCP_LISTEN_OVERFLOWS, TCP_LISTEN_DROPS,
-                     HANDLER_AVAILABLE, SOURCE_INFO, COLLECTOR_DURATION, COLLECTOR_SUCCESS, NETLINK_DUMPS,
-                     NETLINK_DUMP_RETRIES, SERIES_DROPPED, NETNS_INFO, NETNS_UP, NETNS_DISCOVERY, NETNS_CANNOT_ENTER,
-                     NETNS_FOLDED, FEATURE_ENABLED, BUILD_INFO)
+                     HANDLER_AVAILABLE, SOURCE_INFO, COLLECTOR_DURATION, COLLECTOR_SUCCESS, COLLECTION_DURATION,
+                     NETLINK_DUMPS, NETLINK_DUMP_RETRIES, SERIES_DROPPED, NETNS_INFO, NETNS_UP, NETNS_DISCOVERY,
+                     NETNS_CANNOT_ENTER, NETNS_FOLDED, FEATURE_ENABLED, BUILD_INFO)
 )
 
 # Metrics about the exporter itself: never broken down by network namespace.
-EXPORTER = frozenset((COLLECTOR_DURATION, COLLECTOR_SUCCESS, NETLINK_DUMPS, NETLINK_DUMP_RETRIES, SERIES_DROPPED,
-                      NETNS_INFO, NETNS_UP, NETNS_DISCOVERY, NETNS_CANNOT_ENTER, NETNS_FOLDED, FEATURE_ENABLED,
-                      BUILD_INFO))
+EXPORTER = frozenset((COLLECTOR_DURATION, COLLECTOR_SUCCESS, COLLECTION_DURATION, NETLINK_DUMPS,
+                      NETLINK_DUMP_RETRIES, SERIES_DROPPED, NETNS_INFO, NETNS_UP, NETNS_DISCOVERY, NETNS_CANNOT_ENTER,
+                      NETNS_FOLDED, FEATURE_ENABLED, BUILD_INFO))
 # Metrics whose samples, when several namespaces fold into "other", take the largest value instead of the sum.
 NOT_ADDITIVE = frozenset((HANDLER_AVAILABLE, SOURCE_INFO))

@@ -1,11 +1,11 @@
-"""Which network namespaces to collect, what to call them, and running collectors inside one.
+"""Which network namespaces to collect, what to call them, and how to get into one.
 
 A namespace is identified by its nsfs inode. The exporter's own is always collected; the named ones in /run/netns
 and, opt-in, every distinct namespace of a process are added when configured. A namespace found both ways keeps
-its name and its owner (a process in it, hence its pod or container). Entering a namespace (setns) is per thread,
-so each namespace is collected in a short-lived thread that entered it; the HTTP threads stay in the exporter's
-own namespace. setns needs CAP_SYS_ADMIN, and seeing other users' processes' namespaces CAP_SYS_PTRACE: without them
-the feature is switched off and said so once.
+its name and its owner (a process in it, hence its pod or container). Entering a namespace (setns) is per thread:
+the collection's workers enter each namespace they collect, through an open file of it (open_door); the HTTP
+threads stay in the exporter's own namespace (workers.py). setns needs CAP_SYS_ADMIN, and seeing other users'
+processes' namespaces CAP_SYS_PTRACE: without them the feature is switched off and said so once.
 
 Trouble finding or entering other namespaces costs only those namespaces, never the exporter's own: discovery
 failures are kept per source with a bounded reason (and logged once per change), entering failures per namespace.
@@ -15,10 +15,11 @@ import errno
 import fnmatch
 import logging
 import os
-import threading
 from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from pyroute2 import netns as pyroute2_netns
+
+from .workers import Door
 
 log = logging.getLogger(__name__)
 
@@ -129,41 +130,19 @@ def select(found: List[Namespace], include, exclude) -> List[Namespace]:
                          and not any(fnmatch.fnmatchcase(ns.label, p) for p in exclude)]
 
 
-def run_inside(ns: Namespace, fn: Callable):
-    """fn() with the calling thread's network namespace being ns; raises NamespaceGone if ns vanished and
-    CannotEnter if it cannot be entered."""
-    if not ns.path:
-        return fn()
+def open_door(ns: Namespace) -> Door:
+    """An open file of ns for the workers to enter it with (it also keeps the namespace alive while open); raises
+    NamespaceGone if ns vanished and CannotEnter if it cannot be opened."""
     try:
         fd = os.open(ns.path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         raise NamespaceGone(ns.label) from None
     except OSError as e:
         raise CannotEnter(ns, e) from None
-    try:
-        if os.fstat(fd).st_ino != ns.inode:  # the name now points to another namespace
-            raise NamespaceGone(ns.label)
-        result = {}
-
-        def target():
-            try:
-                pyroute2_netns.setns(fd)
-            except OSError as e:
-                result["error"] = CannotEnter(ns, e)
-                return
-            try:
-                result["value"] = fn()
-            except BaseException as e:  # handed to the caller
-                result["error"] = e
-
-        thread = threading.Thread(target=target, name=f"netns {ns.label}")
-        thread.start()
-        thread.join()
-    finally:
+    if os.fstat(fd).st_ino != ns.inode:  # the name now points to another namespace
         os.close(fd)
-    if "error" in result:
-        raise result["error"]
-    return result["value"]
+        raise NamespaceGone(ns.label)
+    return Door(ns.inode, fd)
 
 
 class NamespaceSet:

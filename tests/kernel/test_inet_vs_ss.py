@@ -224,7 +224,7 @@ def test_thousands_of_sockets_stream_through_many_buffers_like_ss(netns, monkeyp
     fast = scrape(netns, "tcp").by_state(family="inet", protocol="tcp")
     assert sum(runs) > 2000  # thousands of messages went through the run path
     runs.clear()
-    slow = Exposition(netns.run(lambda: render(make_scraper(collectors=["tcp"], diag=DiagSocket(min_run=0)))))
+    slow = Exposition(netns.run(lambda: render(make_scraper(collectors=["tcp"], make_diag=lambda: DiagSocket(min_run=0)))))
     slow = slow.by_state(family="inet", protocol="tcp")
     assert not runs
     theirs = ss_by_state(netns.ss("-t", "-a", "-4"), "close")

@@ -39,13 +39,14 @@ LACKING = ("sctp", "dccp", "raw", "vsock", "xdp", "tipc", "smc")
 
 
 def normalized(text: str) -> str:
-    """The exposition without what changes from run to run: collector durations, the Python version."""
-    text = re.sub(r"^(sockdiag_scrape_collector_duration_seconds\{.*\}) .*$", r"\1 0.0", text, flags=re.M)
+    """The exposition without what changes from run to run: durations, the Python version."""
+    text = re.sub(r"^(sockdiag_scrape_collector_duration_seconds\{.*\}|sockdiag_collection_duration_seconds) .*$",
+                  r"\1 0.0", text, flags=re.M)
     return re.sub(r'python_version="[^"]*"', 'python_version=""', text)
 
 
 def collect(config: dict, connect, proc, collectors=()) -> str:
-    scraper = make_scraper(config, collectors, diag=DiagSocket(connect=connect), proc=proc)
+    scraper = make_scraper(config, collectors, make_diag=lambda: DiagSocket(connect=connect), proc=proc)
     return normalized(render(scraper))
 
 

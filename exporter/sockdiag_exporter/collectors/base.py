@@ -1,7 +1,8 @@
 """What a collector is, what it reads from (Context) and what it writes into (Samples)."""
 
+import threading
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from .. import metrics as m
 from ..diag.errors import DiagUnsupported
@@ -26,28 +27,62 @@ class Samples:
 
 
 class Context:
-    """What collectors read from in one network namespace: its diag socket, its /proc/net, and the options.
+    """What collectors read from in one network namespace: its diag sockets, its /proc/net, and the options.
+
+    Dumps may run at once (parallel collection, and a collector's own parallel dumps): each takes a diag socket of
+    its own from a small pool that grows to the most dumps run at once in this namespace. Sockets open in the
+    calling thread's network namespace, which is this context's by construction.
 
     A dump the kernel has no handler for is not asked again for recheck_unsupported seconds: on kernels with
     loadable modules each such request makes the kernel try modprobe.
     """
 
-    def __init__(self, diag: DiagSocket, recheck_unsupported: float = 300.0, options: Options = DEFAULT_OPTIONS,
-                 proc: Optional[ProcNet] = None, clock=time.monotonic):
-        self.diag = diag
+    def __init__(self, make_diag: Callable[[], DiagSocket], recheck_unsupported: float = 300.0,
+                 options: Options = DEFAULT_OPTIONS, proc: Optional[ProcNet] = None, clock=time.monotonic,
+                 parallel: bool = False):
+        self.make_diag = make_diag
         self.proc = proc or ProcNet()
         self.recheck_unsupported = recheck_unsupported
         self.options = options
+        self.parallel_dumps = parallel
         self._clock = clock
         self._unsupported: Dict[bytes, Tuple[float, str]] = {}  # request -> (ask again after, the refusal)
+        self._lock = threading.Lock()
+        self._idle: List[DiagSocket] = []
+        self._all: List[DiagSocket] = []
 
     def dump(self, request: bytes, layout: Layout, what: str, detail: Detail = NO_DETAIL) -> Tally:
         """The tally of one dump; raises DiagUnsupported, from memory while the last refusal is recent."""
-        return self._ask(request, lambda: self.diag.dump(request, layout, what, detail))
+        return self._ask(request, lambda diag: diag.dump(request, layout, what, detail))
 
     def records(self, request: bytes, layout: Layout, what: str, extract) -> list:
         """One record per socket of a (small) dump, see DiagSocket.records."""
-        return self._ask(request, lambda: self.diag.records(request, layout, what, extract))
+        return self._ask(request, lambda diag: diag.records(request, layout, what, extract))
+
+    def each(self, fn, items) -> list:
+        """[fn(item) for item in items], at once on threads of their own when parallel dumps are on (they enter
+        this context's namespace too: a thread starts in its creator's); the first exception raised is raised."""
+        items = list(items)
+        if not self.parallel_dumps or len(items) < 2:
+            return [fn(item) for item in items]
+        results = [None] * len(items)
+
+        def run(index):
+            try:
+                results[index] = (True, fn(items[index]))
+            except BaseException as e:  # handed to the caller
+                results[index] = (False, e)
+
+        threads = [threading.Thread(target=run, args=(i,), name="dump") for i in range(1, len(items))]
+        for thread in threads:
+            thread.start()
+        run(0)
+        for thread in threads:
+            thread.join()
+        for ok, value in results:
+            if not ok:
+                raise value
+        return [value for _, value in results]
 
     def _ask(self, request: bytes, run):
         known = self._unsupported.get(request)
@@ -55,14 +90,25 @@ class Context:
             # A new exception each time: re-raising a kept one would chain every collection's frames (and all
             # their samples) onto its traceback, for ever.
             raise DiagUnsupported(known[1])
+        with self._lock:
+            if self._idle:
+                diag = self._idle.pop()
+            else:
+                diag = self.make_diag()
+                self._all.append(diag)
         try:
-            return run()
+            return run(diag)
         except DiagUnsupported as e:
             self._unsupported[request] = (self._clock() + self.recheck_unsupported, str(e))
             raise
+        finally:
+            with self._lock:
+                self._idle.append(diag)
 
     def close(self) -> None:
-        self.diag.close()
+        with self._lock:
+            for diag in self._all:
+                diag.close()
 
 
 class Collector:
@@ -70,6 +116,7 @@ class Collector:
 
     name = ""
     help = ""
+    weight = 1  # how long it takes, roughly, against the others: the heaviest start first when collecting at once
 
     def collect(self, ctx: Context, out: Samples) -> None:
         raise NotImplementedError

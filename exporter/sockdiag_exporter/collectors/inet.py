@@ -8,7 +8,7 @@ from ..diag import requests
 from ..diag.errors import DiagUnsupported
 from ..diag.procfs import parse_inet_table
 from . import names
-from .base import Collector, Context, Samples, dump_or_none
+from .base import Collector, Context, Samples
 from .emit import emit_cgroups, emit_port_groups, emit_tally
 from .listeners import Listener, emit_listeners, interface_address, near_limit
 
@@ -51,44 +51,34 @@ class InetCollector(Collector):
         self.protocol = protocol
         self.name = protocol.name
         self.help = protocol.help
+        self.weight = {"tcp": 10, "udp": 2}.get(protocol.name, 1)  # TCP sockets are most of a busy host's
 
     def collect(self, ctx: Context, out: Samples) -> None:
         proto, opts = self.protocol, ctx.options
         memory = proto.name in opts.memory
         layout = requests.INET_MEMORY_LAYOUT if memory else requests.INET_LAYOUT
         width = 1 + layout.nvalues
-        states = requests.INET_ALL_STATES & ~requests.LISTEN_STATES if proto.listeners else requests.INET_ALL_STATES
         listeners, present = [], []
-        for family_number, family, suffix in FAMILIES:
-            what = f"{family} {proto.name} dump"
-            request = requests.inet(family_number, proto.number, states, memory)
-            tally = dump_or_none(ctx, out, request, layout, family, proto.name, what, opts.detail)
-            if tally is None and proto.procfs:
-                name = proto.procfs + suffix
-                try:
-                    tally = parse_inet_table(ctx.proc.read(name), name, opts.detail.bounds)
-                except DiagUnsupported:
-                    continue
-                out.add(m.SOURCE_INFO, (family, proto.name, "procfs"), 1)
+        # IPv4 and IPv6 dumps are independent: they run at once where parallel dumps are on
+        for (_, family, _), (tally, source, found) in zip(FAMILIES, ctx.each(
+                lambda fam: self._dump(ctx, fam, layout, memory), FAMILIES)):
+            out.add(m.HANDLER_AVAILABLE, (family, proto.name), int(source == "sock_diag"))
             if tally is None:
                 continue
+            out.add(m.SOURCE_INFO, (family, proto.name, source), 1)
             labels = (family, proto.socket_type, proto.name)
             present.append(labels)
             listen_row, group_listeners, cgroup_listeners = [0] * width, {}, {}
-            if proto.listeners:
-                found = ctx.records(requests.inet(family_number, proto.number, requests.LISTEN_STATES, memory),
-                                    requests.INET_LAYOUT, f"{family} {proto.name} listener dump",
-                                    requests.inet_listener)
-                for rec in found:
-                    for i, value in enumerate((1, rec.length, rec.limit) + rec.memory):
-                        listen_row[i] += value
-                    for group in opts.port_groups:
-                        if rec.port in group.local:
-                            group_listeners[group.name] = group_listeners.get(group.name, 0) + 1
-                    count, troubled = cgroup_listeners.get(rec.cgroup, (0, False))
-                    cgroup_listeners[rec.cgroup] = (count + 1, troubled or near_limit(rec.length, rec.limit))
-                    listeners.append(Listener(*labels, interface_address(rec.address, rec.ifindex), rec.length,
-                                              rec.limit))
+            for rec in found:
+                for i, value in enumerate((1, rec.length, rec.limit) + rec.memory):
+                    listen_row[i] += value
+                for group in opts.port_groups:
+                    if rec.port in group.local:
+                        group_listeners[group.name] = group_listeners.get(group.name, 0) + 1
+                count, troubled = cgroup_listeners.get(rec.cgroup, (0, False))
+                cgroup_listeners[rec.cgroup] = (count + 1, troubled or near_limit(rec.length, rec.limit))
+                listeners.append(Listener(*labels, interface_address(rec.address, rec.ifindex), rec.length,
+                                          rec.limit))
             emit_tally(out, tally, lambda key, labels=labels: (labels, proto.states, key.state), width, LISTEN,
                        always=[(labels, proto.states)],
                        extra={labels: {LISTEN: listen_row}} if proto.listeners else None)
@@ -98,6 +88,27 @@ class InetCollector(Collector):
                 emit_cgroups(out, opts, family, proto.name, tally, proto.states, LISTEN, cgroup_listeners)
         if proto.listeners:
             emit_listeners(out, listeners, opts.max_listeners, present)
+
+    def _dump(self, ctx: Context, fam: tuple, layout, memory: bool):
+        """The I/O of one address family: (tally or None, where it came from, listener records)."""
+        proto, (family_number, family, suffix) = self.protocol, fam
+        states = requests.INET_ALL_STATES & ~requests.LISTEN_STATES if proto.listeners else requests.INET_ALL_STATES
+        try:
+            tally = ctx.dump(requests.inet(family_number, proto.number, states, memory), layout,
+                             f"{family} {proto.name} dump", ctx.options.detail)
+        except DiagUnsupported:
+            if not proto.procfs:
+                return None, None, []
+            name = proto.procfs + suffix
+            try:
+                return parse_inet_table(ctx.proc.read(name), name, ctx.options.detail.bounds), "procfs", []
+            except DiagUnsupported:
+                return None, None, []
+        found = []
+        if proto.listeners:
+            found = ctx.records(requests.inet(family_number, proto.number, requests.LISTEN_STATES, memory),
+                                requests.INET_LAYOUT, f"{family} {proto.name} listener dump", requests.inet_listener)
+        return tally, "sock_diag", found
 
 
 COLLECTORS = tuple(InetCollector(p) for p in PROTOCOLS)

@@ -20,6 +20,7 @@ class UnixCollector(Collector):
 
     name = "unix"
     help = "unix domain sockets"
+    weight = 3
 
     def collect(self, ctx: Context, out: Samples) -> None:
         tally = dump_family(ctx, out, self.name, "unix", lambda memory: requests.unix(memory=memory),
