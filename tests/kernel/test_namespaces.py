@@ -16,9 +16,10 @@ from helpers import Exposition, NetNS, drop_thread_privileges, nonzero, ss_by_st
 from sockdiag_exporter.config import from_dict
 from sockdiag_exporter.namespaces import NamespaceSet, container_name, own_namespace
 
-OWN = own_namespace().label  # "host", or "self" where pid 1's namespace cannot be compared
 from sockdiag_exporter.scrape import RegistryAdapter
 from sockdiag_exporter.service import build_scraper
+
+OWN = own_namespace().label  # "host", or "self" where pid 1's namespace cannot be compared
 
 
 @pytest.fixture
