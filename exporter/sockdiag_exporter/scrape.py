@@ -1,9 +1,8 @@
-"""One collection: run the enabled collectors, time them, and assemble metric families (single-flight)."""
+"""One collection: run the enabled collectors, time them, and assemble metric families."""
 
 import logging
 import platform
 from functools import partial
-import threading
 import time
 from typing import Dict, List, Optional, Sequence
 
@@ -219,50 +218,12 @@ def _family(metric: m.Metric, samples: list, namespaced: bool = False):
     return family
 
 
-class SingleFlight:
-    """Concurrent callers share one in-flight call; a call that starts after it finished runs anew."""
-
-    def __init__(self, fn):
-        self._fn = fn
-        self._lock = threading.Lock()
-        self._flight = None
-
-    def __call__(self):
-        with self._lock:
-            flight = self._flight
-            leader = flight is None
-            if leader:
-                flight = self._flight = _Flight()
-        if leader:
-            try:
-                flight.result = self._fn()
-            except BaseException as e:  # handed to every waiter
-                flight.error = e
-            finally:
-                with self._lock:
-                    self._flight = None
-                flight.done.set()
-        else:
-            flight.done.wait()
-        if flight.error is not None:
-            raise flight.error
-        return flight.result
-
-
-class _Flight:
-    __slots__ = ("done", "result", "error")
-
-    def __init__(self):
-        self.done = threading.Event()
-        self.result = None
-        self.error = None
-
-
 class RegistryAdapter:
-    """A prometheus-client collector whose collect() is one single-flight Scraper collection."""
+    """A prometheus-client collector whose collect() is one Scraper collection (the web layer shares it among
+    concurrent scrapes)."""
 
     def __init__(self, scraper: Scraper):
-        self._collect = SingleFlight(scraper.collect)
+        self._scraper = scraper
 
     def collect(self):
-        return self._collect()
+        return self._scraper.collect()

@@ -8,14 +8,9 @@ that is sent (Python verifies every certificate it asks for), and http2 is accep
 but the server speaks HTTP/1.1.
 """
 
-import base64
-import hashlib
 import os
 import re
 import ssl
-import threading
-import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
 
@@ -290,64 +285,3 @@ def load(path: Optional[str]) -> WebSecurity:
         return parse(data, os.path.dirname(os.path.abspath(path)))
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
-
-
-class Authenticator:
-    """Checks HTTP basic credentials against bcrypt hashes, remembering recent answers (bcrypt costs ~70 ms)."""
-
-    def __init__(self, users: Dict[str, bytes], remember: int = 256):
-        self.users = users
-        self._cache: "OrderedDict[bytes, bool]" = OrderedDict()
-        self._remember = remember
-        self._lock = threading.Lock()
-
-    def check(self, header: Optional[str]) -> bool:
-        if not header or not header.startswith("Basic "):
-            return False
-        try:
-            user, _, password = base64.b64decode(header[6:].strip(), validate=True).decode().partition(":")
-        except (ValueError, UnicodeDecodeError):
-            return False
-        hashed = self.users.get(user)
-        if hashed is None:
-            return False
-        key = hashlib.sha256(b"\0".join((user.encode(), password.encode(), hashed))).digest()
-        with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
-        import bcrypt
-
-        try:
-            ok = bcrypt.checkpw(password.encode(), hashed.replace(b"$2y$", b"$2b$", 1))
-        except ValueError:  # e.g. a password beyond bcrypt's 72 bytes (bcrypt >= 5 refuses it)
-            ok = False
-        with self._lock:
-            self._cache[key] = ok
-            while len(self._cache) > self._remember:
-                self._cache.popitem(last=False)
-        return ok
-
-
-class RateLimiter:
-    """A token bucket: burst requests at once, then one per interval."""
-
-    def __init__(self, interval: float, burst: int, clock=time.monotonic):
-        self.interval = interval
-        self.burst = burst
-        self._clock = clock
-        self._tokens = float(burst)
-        self._last = clock()
-        self._lock = threading.Lock()
-
-    def allow(self) -> bool:
-        if not self.interval:
-            return True  # a burst of 0 with an interval refuses everything, as Go's rate.Limiter does
-        with self._lock:
-            now = self._clock()
-            self._tokens = min(self.burst, self._tokens + (now - self._last) / self.interval)
-            self._last = now
-            if self._tokens >= 1:
-                self._tokens -= 1
-                return True
-            return False

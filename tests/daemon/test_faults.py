@@ -19,7 +19,8 @@ from sockdiag_exporter.diag.errors import from_errno
 from sockdiag_exporter.diag.netlink import DiagSocket
 from sockdiag_exporter.scrape import RegistryAdapter, Scraper
 from sockdiag_exporter.service import build_context
-from sockdiag_exporter.web import App, Server
+from sockdiag_exporter.web import Server
+from sockdiag_exporter.webapp import App
 
 
 class Faulty(DiagSocket):

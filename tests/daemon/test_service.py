@@ -1,5 +1,6 @@
 """The daemon as users run it: a subprocess serving HTTP in a fresh namespace, checked with promtool."""
 
+import asyncio
 import gzip
 import json
 import signal
@@ -11,7 +12,8 @@ import time
 
 from helpers import PORT, Exposition
 
-from sockdiag_exporter.scrape import SingleFlight
+from sockdiag_exporter.webapp import OPENMETRICS, TEXT, App
+
 
 def test_metrics_pass_promtool_and_landing_page_links_them(daemon):
     d = daemon()
@@ -60,26 +62,33 @@ def test_concurrent_scrapes_all_succeed(daemon):
     assert results == [200] * 20
 
 
-def test_single_flight_shares_one_call_among_concurrent_callers():
-    calls = []
-    release = threading.Event()
+def test_single_flight_shares_one_collection_among_concurrent_scrapes():
+    """Scrapes of every format that arrive during a collection share it; each (format, gzip) is encoded once; a
+    scrape after the flight landed collects anew."""
+    calls, release = [], threading.Event()
 
-    def slow():
-        calls.append(1)
-        release.wait(5)
-        return len(calls)
+    class Slow:
+        def collect(self):
+            calls.append(1)
+            release.wait(5)
+            return iter(())
 
-    flight = SingleFlight(slow)
-    results = []
-    threads = [threading.Thread(target=lambda: results.append(flight())) for _ in range(10)]
-    for t in threads:
-        t.start()
-    time.sleep(0.2)
-    release.set()
-    for t in threads:
-        t.join()
-    assert results == [1] * 10 and len(calls) == 1
-    assert flight() == 2  # a call after the flight landed runs anew
+    app = App(Slow(), "/metrics")
+
+    async def burst():
+        scrapes = [asyncio.ensure_future(app.metrics(fmt, gz)) for fmt in (TEXT, OPENMETRICS) for gz in (False, True)
+                   for _ in range(5)]
+        await asyncio.sleep(0.2)
+        assert len(app._flights) == 4  # the fixed set: (format, gzip), never more
+        release.set()
+        bodies = await asyncio.gather(*scrapes)
+        await app.metrics(TEXT, False)
+        return bodies
+
+    bodies = asyncio.run(burst())
+    app.close()
+    assert len(calls) == 2 and len({id(b) for b in bodies}) == 4
+    assert bodies[0] == b"" and gzip.decompress(bodies[-1]).rstrip().endswith(b"# EOF")
 
 
 def test_sighup_reloads_and_keeps_the_old_config_when_the_new_one_is_bad(daemon, tmp_path):

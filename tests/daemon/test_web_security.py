@@ -1,5 +1,6 @@
 """TLS, client certificates, basic auth, headers, rate limits and HTTP hardening, against the real daemon."""
 
+import asyncio
 import http.client
 import socket
 import ssl
@@ -13,7 +14,8 @@ import pytest
 from helpers import PORT
 
 from sockdiag_exporter.config import ConfigError
-from sockdiag_exporter.webconfig import Authenticator, RateLimiter, load
+from sockdiag_exporter.webauth import Authenticator, RateLimiter
+from sockdiag_exporter.webconfig import load
 
 
 def openssl(*args, cwd):
@@ -261,10 +263,10 @@ def test_slow_clients_are_cut_off_and_idle_connections_do_not_block_a_scrape(dae
     config.write_text("web: {read_timeout_seconds: 1}\n")
     d = daemon(f"--config.file={config}")
 
-    def hold(n):
+    def hold(n):  # from 10 addresses: one address may hold max_connections_per_client (32) at most
         socks = []
-        for _ in range(n):
-            s = socket.create_connection(("127.0.0.1", PORT), timeout=5)
+        for i in range(n):
+            s = socket.create_connection(("127.0.0.1", PORT), timeout=5, source_address=(f"127.0.0.{2 + i % 10}", 0))
             s.sendall(b"GET /metr")  # slowloris: a request that never ends
             socks.append(s)
         return socks
@@ -307,10 +309,14 @@ def test_rate_limit_answers_429(daemon, tmp_path):
 
 def test_authenticator_remembers_and_rejects_cleanly():
     auth = Authenticator({"alice": HASH.encode()})
+    check = lambda header: asyncio.run(auth.check(header))  # noqa: E731
     header = basic("alice", "s3cret")["Authorization"]
-    assert auth.check(header) and auth.check(header)
-    assert not auth.check(basic("alice", "x" * 100)["Authorization"])  # beyond bcrypt's 72 bytes: no error
-    assert not auth.check("Bearer abc") and not auth.check(None)
+    assert check(header) and check(header)
+    assert check(header.replace("Basic", "basic")) and check(header.replace("Basic", "BASIC"))  # RFC 7617
+    assert not check(basic("alice", "x" * 100)["Authorization"])  # beyond bcrypt's 72 bytes: no error
+    assert not check(basic("mallory", "s3cret")["Authorization"])
+    assert not check("Bearer abc") and not check(None) and not check("Basic !!!")
+    auth.close()
 
 
 def test_rate_limiter_refills():
