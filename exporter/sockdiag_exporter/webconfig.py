@@ -53,6 +53,9 @@ CIPHERS = {
     "TLS_AES_256_GCM_SHA384": None,
     "TLS_CHACHA20_POLY1305_SHA256": None,
 }
+# TLS 1.2 suites unless cipher_suites names others: forward secrecy and AEAD only, as in Go's defaults since 1.22
+# (no CBC: testssl.sh rated OpenSSL's default list "potentially vulnerable" to LUCKY13).
+DEFAULT_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 CURVES = {"CurveP256": "prime256v1", "CurveP384": "secp384r1", "CurveP521": "secp521r1", "X25519": "X25519"}
 HEADERS = {
     "Content-Security-Policy": None,
@@ -202,11 +205,10 @@ def _tls_context(spec: dict, base: str, inline_fds: list, http2: bool) -> Tuple[
         raise ConfigError(f"{path}.cipher_suites: HTTP/2 (http_server_config.http2, on by default) needs "
                           f"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 or its ECDSA twin, as in exporter-toolkit")
     openssl = [CIPHERS[s] for s in suites if CIPHERS[s]]
-    if openssl:
-        try:
-            ctx.set_ciphers(":".join(openssl))
-        except ssl.SSLError:
-            raise ConfigError(f"{path}.cipher_suites: none of them is available in this OpenSSL") from None
+    try:
+        ctx.set_ciphers(":".join(openssl) or DEFAULT_CIPHERS)
+    except ssl.SSLError:
+        raise ConfigError(f"{path}.cipher_suites: none of them is available in this OpenSSL") from None
     if spec.get("prefer_server_cipher_suites", True) is not False:
         ctx.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
     curves = _strings(spec.get("curve_preferences"), f"{path}.curve_preferences")

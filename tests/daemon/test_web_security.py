@@ -284,20 +284,54 @@ def test_slow_clients_are_cut_off_and_idle_connections_do_not_block_a_scrape(dae
             s.close()
 
 
-def test_connection_limit_refuses_the_excess_at_once(daemon, tmp_path):
+def test_a_full_table_closes_idle_keepalive_first_then_the_oldest_unfinished_request(daemon, tmp_path):
+    """max_connections 3: B and C never finish a request head, A finished one and idles in keep-alive. A newcomer
+    closes A (idle first, though youngest); with E unfinished too, the next newcomer closes B (the oldest
+    unfinished); C stays."""
     config = tmp_path / "c.yml"
-    config.write_text("web: {max_connections: 3, read_timeout_seconds: 30}\n")
+    config.write_text("web: {max_connections: 3, read_timeout_seconds: 30, idle_timeout_seconds: 30}\n")
     d = daemon(f"--config.file={config}")
-    idle = d.ns.run(lambda: [socket.create_connection(("127.0.0.1", PORT), timeout=5) for _ in range(3)])
-    try:
-        time.sleep(0.3)
-        with pytest.raises((ConnectionError, http.client.HTTPException, OSError)):
-            d.get("/metrics")
-    finally:
-        for s in idle:
-            s.close()
-    time.sleep(0.3)
-    assert d.get("/metrics")[0] == 200  # slots come back when connections end
+
+    def connect():
+        return socket.create_connection(("127.0.0.1", PORT), timeout=5)
+
+    def closed(s):
+        try:
+            s.settimeout(2)
+            return s.recv(65536) in (b"",) or closed(s)
+        except ConnectionResetError:
+            return True
+        except socket.timeout:
+            return False
+
+    def work():
+        b, c = connect(), connect()
+        b.sendall(b"GET /metr")
+        c.sendall(b"GET /metr")
+        time.sleep(0.1)
+        a = connect()
+        a.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert a.recv(65536).startswith(b"HTTP/1.1 200 ")  # A is now an idle keep-alive connection
+        e = None
+        try:
+            for expect_closed in (a, b):
+                if expect_closed is b:
+                    e = connect()  # the table full again
+                    e.sendall(b"GET /metr")
+                with connect() as newcomer:  # served, then closed by the server: its slot is free again at EOF
+                    newcomer.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    answer = b"".join(iter(lambda: newcomer.recv(65536), b""))
+                assert answer.startswith(b"HTTP/1.1 200 ")
+                assert closed(expect_closed)
+            c.settimeout(0.5)
+            with pytest.raises(socket.timeout):
+                c.recv(1)  # still open, still waiting for the rest of its request
+        finally:
+            for s in (a, b, c, e):
+                if s is not None:
+                    s.close()
+
+    d.ns.run(work)
 
 
 def test_rate_limit_answers_429(daemon, tmp_path):
