@@ -12,6 +12,7 @@ Responses leave in one write on a TCP_NODELAY socket, with headers from a fixed 
 """
 
 import asyncio
+import ctypes
 import email.utils
 import errno
 import logging
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 MAX_REQUEST_BYTES = 16384  # request line and headers together
 MAX_BODY_BYTES = 65536  # a request body is read and discarded up to this; beyond it 413 and close
 TLS_READ = 65536  # plaintext taken from the TLS object per read
+TRIM_AFTER = 64  # connections open at once after which, once they are gone, freed heap goes back to the kernel
 LINGER_SECONDS = 1.0  # after an error answer, read what the client still sends for this long before closing
 ACCEPT_BATCH = 64  # connections accepted per wake-up of the loop
 BACKLOG = 128  # a burst of scrapers is not dropped (a dropped SYN costs the client 1 s)
@@ -128,12 +130,12 @@ class _Connection(asyncio.Protocol):
         except (OSError, AttributeError):
             pass
         transport.set_write_buffer_limits(high=0)  # pause_writing whenever anything waits, to time its drain
-        if self.policy.tls is not None:
-            self.tls_in, self.tls_out = ssl.MemoryBIO(), ssl.MemoryBIO()
-            self.tls = self.policy.tls.wrap_bio(self.tls_in, self.tls_out, server_side=True)
         self._deadline(self.server.limits.read_timeout)  # the TLS handshake and the first request head
 
     def data_received(self, data):
+        if self.tls is None and self.policy.tls is not None:  # made at the first byte: silence costs no TLS state
+            self.tls_in, self.tls_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+            self.tls = self.policy.tls.wrap_bio(self.tls_in, self.tls_out, server_side=True)
         if self.tls is not None:
             data = self._decrypt(data)
             if not data:
@@ -360,6 +362,7 @@ class Server:
         self._thread: Optional[threading.Thread] = None
         self._accept_backoff = 0.0
         self._last_accept_error = None
+        self._crowd = 0  # most connections open at once since the last trim
         self.socket = sock if sock is not None else _listen(listen_address)
         self.socket.setblocking(False)
 
@@ -482,6 +485,10 @@ class Server:
                 self._per_client[conn.client] = left
             else:
                 del self._per_client[conn.client]
+        self._crowd = max(self._crowd, len(self._connections) + 1)
+        if self._crowd >= TRIM_AFTER and len(self._connections) <= 4:
+            self._crowd = 0
+            self._loop.call_later(1.0, _trim_malloc)
 
     def _evict_one(self, client: Optional[str] = None) -> bool:
         """Close the oldest idle keep-alive connection (of client, when given), else the oldest that has not
@@ -580,6 +587,15 @@ def _http09(data: bytes) -> bool:
     line, newline, _ = data.partition(b"\n")
     words = line.rstrip(b"\r").split(b" ")
     return bool(newline) and len(words) == 2 and words[0].isalpha() and words[1][:1] in (b"/", b"h", b"*")
+
+
+def _trim_malloc():
+    """Give the kernel back the heap pages a crowd of connections freed: glibc keeps them otherwise (1,000 silent
+    TLS clients left 3.8 MB of RSS behind)."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def _loop_error(loop, context):
