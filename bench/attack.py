@@ -494,7 +494,8 @@ def slowhttptest(mode: str, connections: int, seconds: float):
              "slow_read": ["-X", "-w", "1", "-y", "64", "-n", "5", "-z", "16", "-k", "3"]}[mode]
 
     def parse(text):
-        states = re.findall(r"(closed|pending|connected|service available):\s+(\S+)", text)
+        states = re.findall(r"(closed|pending|connected|error|service available):\s+(\S+)",
+                            re.sub(r"\x1b\[[0-9;]*m", "", text))
         last = {}
         for key, value in states:
             last[key] = value
