@@ -860,6 +860,24 @@ def enter_fresh_namespace() -> str:
     return name
 
 
+def table(results) -> str:
+    """README's table: legitimate scrapes idle vs under attack, the daemon's CPU, RSS and fds, the verdict."""
+    rows = ["| attack | legit scrapes (failed) | p50 idle → attack (ms) | p95 idle → attack (ms) | daemon CPU | "
+            "RSS before / peak / after (MB) | fds before / peak / after | passed |", "|" + "---|" * 8]
+    for r in results:
+        if "idle_p50_ms" not in r:
+            rows.append(f"| {r['attack']} | {r['requests']} sequential on one connection | "
+                        f"{r['p50_ms']} (p99 {r['p99_ms']}, max {r['max_ms']}) | | | | | "
+                        f"{'yes' if r['passed'] else 'NO: ' + '; '.join(r['problems'])} |")
+            continue
+        mb = [f"{kb / 1024:.1f}" if kb else "-" for kb in r["rss_kb"]]
+        rows.append(f"| {r['attack']} | {r['legit_scrapes']} ({len(r['legit_failures'])}) | "
+                    f"{r['idle_p50_ms']} → {r['attack_p50_ms']} | {r['idle_p95_ms']} → {r['attack_p95_ms']} | "
+                    f"{r['cpu_percent']}% | {' / '.join(mb)} | {' / '.join(str(f) for f in r['fds'])} | "
+                    f"{'yes' if r['passed'] else 'NO: ' + '; '.join(r['problems'])} |")
+    return "\n".join(rows)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--short", action="store_true", help="the CI form: smaller numbers, a looser latency bound")
@@ -893,6 +911,7 @@ def main(argv=None) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
+    print(table(results))
     failed = [r["attack"] for r in results if not r["passed"]]
     print(f"{len(results) - len(failed)} passed, {len(failed)} failed" + (f": {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
