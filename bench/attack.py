@@ -3,12 +3,14 @@ scrapes every 0.5 s.
 
     sudo .venv/bin/python -m bench.attack [--short] [--only slowloris,brute_force,...] [--json FILE]
 
-The run enters a fresh network namespace of its own (every packet stays on its loopback), starts a daemon per
+The run makes two network namespaces joined by a veth pair: the daemon's (entered by this process; the legitimate
+client scrapes it over loopback) and the attackers' (10.199.0.0/16 on the veth, where attackers and their sockets,
+TIME_WAITs included, live, as on another host: not counted by the daemon's own collection). It starts a daemon per
 attack and, for each: measures the legitimate client idle (same run, same daemon), runs the attack, and measures
 the client under it. An attack passes when every legitimate scrape succeeds with p95 latency within 2x idle, the
 daemon lives, and its RSS and open fds come back to within 2 MB and 5 of the baseline afterwards (plus the
-attack's own criteria). The legitimate client comes from 127.0.0.2; attackers from 127.0.0.1 and, where an attack
-spreads over addresses, 127.0.1.x. Attackers run in processes of their own (`--attacker`), so that their CPU is
+attack's own criteria). The legitimate client comes from 127.0.0.2; attackers from 10.199.0.2 and, where an attack
+spreads over addresses, 10.199.1-4.x. Attackers run in processes of their own (`--attacker`), so that their CPU is
 not the harness's GIL. `--short` is the form CI runs (tests/daemon/test_attacks.py): smaller numbers, and a p95
 bound loose enough for a busy machine (4x idle, at least idle + 0.25 s).
 """
@@ -37,6 +39,13 @@ import uuid
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PORT = 19966
 LEGIT = "127.0.0.2"
+SERVER = "10.199.0.1"  # the daemon, seen from the attackers' namespace
+ATTACKER = "10.199.0.2"
+SPREAD = 1000  # attacker addresses 10.199.1-4.x, for attacks from many addresses
+
+
+def spread(i: int) -> str:
+    return f"10.199.{1 + i // 250 % 4}.{1 + i % 250}"
 CLONE_NEWNET = 0x40000000
 SCRAPE_EVERY = 0.5
 ATTACKER_NICE = 10
@@ -48,7 +57,7 @@ STALL = 0.040  # Nagle + delayed ACK: a response in two writes waits this long f
 class Daemon:
     def __init__(self, workdir: str, config: str = "", web: str = "", nofile: int = 0, tls: bool = False):
         self.tls = tls
-        args = [sys.executable, "-m", "sockdiag_exporter", f"--web.listen-address=127.0.0.1:{PORT}",
+        args = [sys.executable, "-m", "sockdiag_exporter", f"--web.listen-address=0.0.0.0:{PORT}",
                 "--log.level=info", "--collector.disable-defaults", "--collector.tcp", "--collector.udp",
                 "--collector.unix", "--collector.netstat"]
         path = os.path.join(workdir, f"config-{uuid.uuid4().hex[:6]}.yml")
@@ -97,13 +106,18 @@ class Daemon:
         return self.stderr.read()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        end(self.proc, signal.SIGTERM)
+
+
+def end(proc: subprocess.Popen, sig) -> None:
+    """sig, then SIGKILL if the process is still there 10 s later."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def scrape(context, path="/metrics", source=LEGIT, headers=None, timeout=10.0):
@@ -244,7 +258,8 @@ class Attacker:
     """`python -m bench.attack --attacker KIND ARGS`: a process in this namespace printing JSON figures at the end."""
 
     def __init__(self, kind: str, **args):
-        self.proc = subprocess.Popen([sys.executable, "-m", "bench.attack", "--attacker", kind, json.dumps(args)],
+        self.proc = subprocess.Popen([*IN_ATTACKERS, sys.executable, "-m", "bench.attack", "--attacker", kind,
+                                      json.dumps(args)],
                                      cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      env=dict(os.environ, PYTHONPATH=os.path.join(ROOT, "exporter")),
                                      preexec_fn=attacker_priority)
@@ -267,17 +282,12 @@ class Tool:
     def __init__(self, argv, parse=None):
         self.parse = parse
         self.out = tempfile.TemporaryFile("w+")
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.out, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen([*IN_ATTACKERS, *argv], stdin=subprocess.DEVNULL, stdout=self.out,
+                                     stderr=subprocess.STDOUT,
                                      cwd=tempfile.gettempdir(), preexec_fn=attacker_priority)
 
     def finish(self) -> dict:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        end(self.proc, signal.SIGINT)
         self.out.seek(0)
         text = self.out.read()
         return self.parse(text) if self.parse else {}
@@ -289,10 +299,10 @@ def attacker_priority():
     os.nice(ATTACKER_NICE)
 
 
-def raw(payload: bytes, source="127.0.0.1", timeout=0.5, half_close=False) -> bytes:
+def raw(payload: bytes, source="127.0.0.1", timeout=0.5, half_close=False, host="127.0.0.1") -> bytes:
     """Send payload on a new connection (then shut down writing, if half_close) and read what comes back until
     close or a pause of timeout."""
-    with socket.create_connection(("127.0.0.1", PORT), timeout=timeout, source_address=(source, 0)) as conn:
+    with socket.create_connection((host, PORT), timeout=timeout, source_address=(source, 0)) as conn:
         conn.sendall(payload)
         if half_close:
             conn.shutdown(socket.SHUT_WR)
@@ -327,7 +337,7 @@ def attacker_accept(args) -> dict:
     lock = threading.Lock()
 
     def worker(i):
-        conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30, source_address=(f"127.0.1.{i + 1}", 0))
+        conn = http.client.HTTPConnection(SERVER, PORT, timeout=30, source_address=(spread(i), 0))
         for n in range(i, total, args["threads"]):
             accept = rnd.choice([
                 f"application/openmetrics-text; version={n}.{n % 7}.{n % 3}",
@@ -347,8 +357,7 @@ def attacker_accept(args) -> dict:
                     seen["sent"] += 1
             except (OSError, http.client.HTTPException):
                 conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30,
-                                                  source_address=(f"127.0.1.{i + 1}", 0))
+                conn = http.client.HTTPConnection(SERVER, PORT, timeout=30, source_address=(spread(i), 0))
 
     _threads(args["threads"], worker)
     return {"requests": seen["sent"], "content_types": sorted(seen["types"]),
@@ -379,7 +388,7 @@ def attacker_radamsa(args) -> dict:
         for n in range(i, args["requests"], args["threads"]):
             payload = mutations[n]
             try:
-                got = statuses(raw(payload, source=f"127.0.1.{i + 1}", timeout=2, half_close=True))
+                got = statuses(raw(payload, source=spread(i), timeout=2, half_close=True, host=SERVER))
             except OSError:
                 got = []
                 with lock:
@@ -399,7 +408,7 @@ def attacker_brute(args) -> dict:
     stop = time.monotonic() + args["seconds"]
 
     def worker(i):
-        source = f"127.0.1.{i % 50 + 1}"
+        source = spread(i % 50)
         conn = None
         n = 0
         while time.monotonic() < stop:
@@ -408,7 +417,7 @@ def attacker_brute(args) -> dict:
             token = base64.b64encode(f"{user}:guess-{i}-{n}".encode()).decode()
             try:
                 if conn is None:
-                    conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30, source_address=(source, 0))
+                    conn = http.client.HTTPConnection(SERVER, PORT, timeout=30, source_address=(source, 0))
                 conn.request("GET", "/metrics", headers={"Authorization": f"Basic {token}"})
                 r = conn.getresponse()
                 r.read()
@@ -434,7 +443,7 @@ def attacker_flood(args) -> dict:
     stop = time.monotonic() + args["seconds"]
 
     def worker(i):
-        conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30, source_address=("127.0.0.1", 0))
+        conn = http.client.HTTPConnection(SERVER, PORT, timeout=30, source_address=(ATTACKER, 0))
         while time.monotonic() < stop:
             try:
                 conn.request("GET", "/metrics")
@@ -444,7 +453,7 @@ def attacker_flood(args) -> dict:
             except (OSError, http.client.HTTPException):
                 status = "error"
                 conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30, source_address=("127.0.0.1", 0))
+                conn = http.client.HTTPConnection(SERVER, PORT, timeout=30, source_address=(ATTACKER, 0))
             with lock:
                 counts[str(status)] = counts.get(str(status), 0) + 1
 
@@ -459,9 +468,9 @@ def attacker_hold(args) -> dict:
         try:
             s = socket.socket()
             s.setblocking(False)
-            s.bind((f"127.0.{1 + i // 250}.{1 + i % 250}" if args["spread"] else "127.0.0.1", 0))
+            s.bind((spread(i) if args["spread"] else ATTACKER, 0))
             try:
-                s.connect(("127.0.0.1", PORT))
+                s.connect((SERVER, PORT))
             except BlockingIOError:
                 pass
             held.append(s)
@@ -502,7 +511,7 @@ def slowhttptest(mode: str, connections: int, seconds: float):
         return {"slowhttptest": last}
 
     return Tool(["slowhttptest", *flags, "-c", str(connections), "-r", str(max(connections // 4, 50)),
-                 "-l", str(int(seconds)), "-u", f"http://127.0.0.1:{PORT}/metrics", "-p", "3"], parse)
+                 "-l", str(int(seconds)), "-u", f"http://{SERVER}:{PORT}/metrics", "-p", "3"], parse)
 
 
 def run_slow(mode):
@@ -699,10 +708,10 @@ def attack_fd_limit(ctx):
             self.thread = threading.Thread(target=self.watch)
             self.thread.start()
 
-        def watch(self):
-            time.sleep(min(3, seconds / 3))  # every descriptor taken, the backlog full
+        def watch(self):  # between every descriptor taken and the read timeout (10 s) freeing them
+            time.sleep(2)
             u0, t0 = d.usage(), time.monotonic()
-            time.sleep(seconds / 2)
+            time.sleep(min(6, seconds / 2))
             u1 = d.usage()
             at_limit.update(fds=u1["fds"], cpu_percent=round(100 * (u1["cpu_s"] - u0["cpu_s"]) /
                                                               (time.monotonic() - t0), 1))
@@ -718,7 +727,11 @@ def attack_fd_limit(ctx):
 
 
 def attack_testssl(ctx):
-    d = Daemon(ctx.workdir, web=ctx.tls_web(), tls=True)
+    """The default TLS settings, a certificate as a CA would issue it (CRL URI, 200 days), and the response headers
+    README's example sets (testssl -h rates a server without them MEDIUM; they are not TLS settings)."""
+    d = Daemon(ctx.workdir, web=ctx.tls_web() + "http_server_config:\n  headers:\n"
+               "    Strict-Transport-Security: max-age=31536000\n    X-Frame-Options: deny\n"
+               "    X-Content-Type-Options: nosniff\n", tls=True)
     out = os.path.join(ctx.workdir, "testssl.json")
     findings = {}
 
@@ -743,7 +756,7 @@ def attack_testssl(ctx):
     def start():
         tool.append(Tool(["testssl", "--quiet", "--color", "0", "--warnings", "off", "--add-ca",
                           os.path.join(ctx.workdir, "ca.crt"), "--jsonfile", out, *checks,
-                          f"https://127.0.0.1:{PORT}/"], parse))
+                          f"https://{SERVER}:{PORT}/"], parse))
         return tool[0]
 
     def check(result):
@@ -840,24 +853,36 @@ def make_pki(d: str) -> None:
     openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj",
             "/CN=localhost")
     with open(os.path.join(d, "server.ext"), "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"
+        f.write(f"subjectAltName=IP:127.0.0.1,IP:{SERVER},DNS:localhost\nextendedKeyUsage=serverAuth\n"
+                "crlDistributionPoints=URI:http://127.0.0.1/ca.crl\n"
                 "keyUsage=critical,digitalSignature,keyEncipherment\nbasicConstraints=CA:FALSE\n")
     openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out",
             "server.crt", "-days", "200", "-sha256", "-extfile", "server.ext")
 
 
-def enter_fresh_namespace() -> str:
-    """A new named network namespace with lo up, entered by this process (before any thread starts)."""
-    name = f"sdattack-{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
+IN_ATTACKERS = []  # ip netns exec <the attackers' namespace>
+
+
+def make_namespaces() -> None:
+    """The daemon's namespace (entered by this process, before any thread starts) and the attackers', joined by a
+    veth pair."""
+    server, attackers = f"sdattack-{os.getpid()}", f"sdattack-{os.getpid()}-a"
+    for name in (server, attackers):
+        subprocess.run(["ip", "netns", "add", name], check=True)
+    fd = os.open(f"/run/netns/{server}", os.O_RDONLY)
     try:
         if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWNET) != 0:
             raise OSError(ctypes.get_errno(), "setns")
     finally:
         os.close(fd)
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    return name
+    veth = f"sda{os.getpid() % 100000}"
+    here = [f"link add {veth} type veth peer name {veth}b netns {attackers}", f"addr add {SERVER}/16 dev {veth}",
+            f"link set {veth} up", "link set lo up"]
+    there = ["link set lo up", f"link set {veth}b up", f"addr add {ATTACKER}/16 dev {veth}b"]
+    there += [f"addr add {spread(i)}/16 dev {veth}b" for i in range(SPREAD)]
+    for prefix, commands in ((["ip"], here), (["ip", "-n", attackers], there)):
+        subprocess.run([*prefix, "-batch", "-"], input="\n".join(commands) + "\n", text=True, check=True)
+    IN_ATTACKERS[:] = ["ip", "netns", "exec", attackers]
 
 
 def table(results) -> str:
@@ -894,10 +919,11 @@ def main(argv=None) -> int:
     if unknown:
         ap.error(f"unknown attacks: {', '.join(sorted(unknown))}")
     resource.setrlimit(resource.RLIMIT_NOFILE, (20000, 20000))  # slowhttptest's 1,000 connections and more
-    namespace = enter_fresh_namespace()
+    namespaces = [f"sdattack-{os.getpid()}", f"sdattack-{os.getpid()}-a"]
     workdir = tempfile.mkdtemp(prefix="sdattack-")
     results = []
     try:
+        make_namespaces()
         ctx = Context(workdir, args.short)
         for name in names:
             started = time.monotonic()
@@ -907,7 +933,8 @@ def main(argv=None) -> int:
             print(json.dumps(result), flush=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-        subprocess.run(["ip", "netns", "del", namespace], check=False)
+        for name in namespaces:
+            subprocess.run(["ip", "netns", "del", name], check=False)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
