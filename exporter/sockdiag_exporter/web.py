@@ -198,10 +198,13 @@ class _Connection(asyncio.Protocol):
             self.transport.write(records)
 
     def eof_received(self):
-        if not self.closing:
-            self.h11.receive_data(b"")
-            self._process()
-        return False
+        """The client is done sending: a request in progress is still answered (h11 then closes the connection),
+        an idle connection closes now."""
+        if self.closing:
+            return False
+        self.h11.receive_data(b"")
+        self._process()
+        return True
 
     def connection_lost(self, exc):
         self._cancel_timer()

@@ -14,7 +14,7 @@ import pytest
 from helpers import PORT
 
 from sockdiag_exporter.config import ConfigError
-from sockdiag_exporter.webauth import Authenticator, RateLimiter
+from sockdiag_exporter.webauth import Authenticator, ClientRateLimiter, RateLimiter
 from sockdiag_exporter.webconfig import load
 
 
@@ -359,6 +359,19 @@ def test_rate_limiter_refills():
     assert limiter.allow() and limiter.allow() and not limiter.allow()
     now[0] = 1.0
     assert limiter.allow() and not limiter.allow()
+
+
+def test_rate_limit_is_per_client_under_a_global_ceiling():
+    now = [0.0]
+    limiter = ClientRateLimiter(1.0, 2, clients=3, ceiling=2, clock=lambda: now[0])
+    assert [limiter.allow("flood") for _ in range(5)] == [True, True, False, False, False]
+    assert limiter.allow("prometheus") and limiter.allow("prometheus")  # the flood did not use its share
+    assert not limiter.allow("third")  # the global ceiling (2 x 2) is reached
+    now[0] = 1.0  # each bucket and the ceiling refilled
+    assert limiter.allow("third") and limiter.allow("flood") and not limiter.allow("flood")
+    for name in ("a", "b", "c", "d"):  # the least recently seen are forgotten beyond `clients`
+        limiter.allow(name)
+    assert len(limiter._clients) == 3
 
 
 def test_missing_file_is_a_config_error(tmp_path):
