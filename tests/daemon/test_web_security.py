@@ -258,6 +258,28 @@ def test_oversized_and_malformed_requests_get_short_answers(daemon):
     assert "Traceback" not in stderr
 
 
+def test_protocol_rules(daemon):
+    """HTTP/0.9 closed without an answer; 1.1 without Host 400; absolute-form served by its path; 1.0 closed
+    (announced); Accept-Encoding by q-value; an unknown or malformed version in Accept is text, not a 500."""
+    d = daemon()
+    assert raw_exchange(d.ns, b"GET /metrics\r\n") == b""
+    assert raw_exchange(d.ns, b"GET / HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    answer = raw_exchange(d.ns, b"GET http://x/metrics?name[]=sockdiag_build_info HTTP/1.1\r\nHost: x\r\n"
+                                b"Connection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 ") and answer.split(b"\r\n\r\n")[1].count(b"\n") == 3
+    answer = raw_exchange(d.ns, b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")  # read until the close
+    assert answer.startswith(b"HTTP/1.1 200 ") and b"\r\nConnection: close\r\n" in answer
+    for encoding, gzipped in (("gzip;q=0", False), ("identity", False), ("*", True), ("gzip;q=0.5", True),
+                              ("*;q=1, gzip;q=0", False), ("GZIP", True)):
+        headers = d.get("/metrics", {"Accept-Encoding": encoding})[1]
+        assert (headers.get("Content-Encoding") == "gzip") == gzipped, encoding
+    for accept in ("application/openmetrics-text; version=9.9.9", "text/plain; version=abc", ";;;", "a/b;q=x"):
+        status, headers, _ = d.get("/metrics", {"Accept": accept})
+        assert status == 200 and headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8", accept
+    _, stderr = d.stop()
+    assert "Traceback" not in stderr and "level=error" not in stderr
+
+
 def test_slow_clients_are_cut_off_and_idle_connections_do_not_block_a_scrape(daemon, tmp_path):
     config = tmp_path / "c.yml"
     config.write_text("web: {read_timeout_seconds: 1}\n")
