@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 MAX_REQUEST_BYTES = 16384  # request line and headers together
 MAX_BODY_BYTES = 65536  # a request body is read and discarded up to this; beyond it 413 and close
 TLS_READ = 65536  # plaintext taken from the TLS object per read
-BUSY_DELAY = 1.0  # a 429 for a full bcrypt queue waits this long: 200 brute-forcing connections made 3,500
+BUSY_DELAY = 1.0  # a 429 (rate limit, full bcrypt queue) waits this long: 200 brute-forcing connections made 3,500
 # requests a second of event-loop work without it, and legitimate scrapes 10x slower
 TRIM_AFTER = 64  # connections open at once after which, once they are gone, freed heap goes back to the kernel
 LINGER_SECONDS = 1.0  # after an error answer, read what the client still sends for this long before closing
@@ -533,20 +533,15 @@ class Server:
         if request.method not in (b"GET", b"HEAD"):
             return 405, PLAIN, ERROR_BODIES[405], (("Allow", "GET, HEAD"),)
         if not conn.exempt and not policy.limiter.allow(conn.client):
-            return 429, PLAIN, ERROR_BODIES[429], ()
+            return await _too_many(conn)
         headers = {}
         for name, value in request.headers:
             headers.setdefault(name, value.decode("latin-1"))
         if policy.security.needs_auth(path):
             try:
                 ok = await policy.authenticator.check(headers.get(b"authorization"))
-            except Busy:  # answered late: a brute forcer waits instead of hammering the event loop
-                conn.parked = True
-                try:
-                    await asyncio.sleep(BUSY_DELAY)
-                finally:
-                    conn.parked = False
-                return 429, PLAIN, ERROR_BODIES[429], (("Retry-After", "1"),)
+            except Busy:
+                return await _too_many(conn)
             if not ok:
                 return 401, PLAIN, ERROR_BODIES[401], (("WWW-Authenticate", 'Basic realm="sockdiag_exporter"'),)
         app = self.app
@@ -594,6 +589,17 @@ class Server:
                 return tls.recv(5) == b"HTTP/"
         except ssl.SSLError:  # a server that requires client certificates still answered
             return True
+
+
+async def _too_many(conn: _Connection):
+    """429, answered late on an evictable connection: a flooder or brute forcer waits instead of keeping the event
+    loop busy."""
+    conn.parked = True
+    try:
+        await asyncio.sleep(BUSY_DELAY)
+    finally:
+        conn.parked = False
+    return 429, PLAIN, ERROR_BODIES[429], (("Retry-After", "1"),)
 
 
 def _http09(data: bytes) -> bool:
