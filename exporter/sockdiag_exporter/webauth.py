@@ -42,6 +42,16 @@ def _check(password: bytes, hashed: bytes) -> bool:
         return False
 
 
+def _copy(keys) -> list:
+    """The keys of a table the event-loop thread may be changing meanwhile (a reload runs in the main thread)."""
+    for _ in range(10):
+        try:
+            return list(keys or ())
+        except RuntimeError:  # mutated during iteration: again
+            continue
+    return []
+
+
 def _lower_priority():
     """Nice this thread (Linux applies nice per thread). Where a seccomp filter refuses setpriority (the unit's
     ~@resources), the pool runs at normal priority and its size alone bounds it."""
@@ -82,8 +92,8 @@ class Authenticator:
         those of changed or removed users never match again."""
         self.users = {name.encode(): hashed for name, hashed in users.items()}
         self._dummy = dummy_hash(users) if users else b""
-        self.verified: "OrderedDict[bytes, None]" = OrderedDict(verified or ())  # successes only: a brute forcer
-        # cannot push them out
+        self.verified: "OrderedDict[bytes, None]" = OrderedDict.fromkeys(_copy(verified))  # successes only: a
+        # brute forcer cannot push them out
         self._bad: "OrderedDict[bytes, None]" = OrderedDict()
         self._remember = remember
         self._queue = queue
