@@ -4,7 +4,6 @@ import ctypes
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from typing import Callable, Optional, Tuple
@@ -26,10 +25,6 @@ from .webconfig import NO_SECURITY, WebSecurity
 
 log = logging.getLogger("sockdiag_exporter")
 
-# The collection thread gives up the GIL at every netlink recv and must win it back from the event-loop thread; with
-# Python's default 5 ms interval a busy loop (a flood of refused requests) made each scrape wait out one interval
-# per recv: 298 ms instead of 14 under a brute forcer. 0.5 ms keeps it near idle (bench/attack.py).
-GIL_SWITCH_INTERVAL = 0.0005
 STATUS_INTERVAL = 10.0  # seconds between STATUS= updates (and health checks) when no watchdog asks for more
 
 
@@ -102,7 +97,6 @@ class Service:
     def run(self) -> int:
         logsetup.setup(self.config.log.level, self.config.log.format)
         limit_malloc_arenas()
-        sys.setswitchinterval(GIL_SWITCH_INTERVAL)
         registry = CollectorRegistry(auto_describe=False)
         registry.register(RegistryAdapter(self.scraper))
         ProcessCollector(registry=registry)
