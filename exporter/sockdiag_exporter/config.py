@@ -112,7 +112,10 @@ class WebConfig:
     telemetry_path: str = _opt("/metrics", _telemetry_path)
     config_file: str = _opt("", _optional_path)  # exporter-toolkit web configuration (TLS, auth); empty: none
     max_connections: int = _opt(256, _between(1, 100000))
-    read_timeout_seconds: float = _opt(10.0, _between(0.1, 3600))
+    max_connections_per_client: int = _opt(32, _between(1, 100000))  # per client address
+    read_timeout_seconds: float = _opt(10.0, _between(0.1, 3600))  # a request (head and body), TLS handshake too
+    idle_timeout_seconds: float = _opt(5.0, _between(0.1, 3600))  # a kept-alive connection between requests
+    write_timeout_seconds: float = _opt(10.0, _between(0.1, 3600))  # a response the client does not read
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ from sockdiag_exporter.diag.errors import from_errno
 from sockdiag_exporter.diag.netlink import DiagSocket
 from sockdiag_exporter.collectors.base import Context
 from sockdiag_exporter.scrape import RegistryAdapter
-from sockdiag_exporter.web import App, Server
+from sockdiag_exporter.web import Server
+from sockdiag_exporter.webapp import App
 
 
 class Fault:

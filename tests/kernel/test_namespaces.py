@@ -46,6 +46,8 @@ def fill_accept_queue(ns: NetNS) -> None:
 
     ns.run(work)
 
+OWN = own_namespace().label  # "host", or "self" where pid 1's namespace cannot be compared
+
 
 @pytest.fixture
 def namespaces():
