@@ -78,12 +78,27 @@ def timed(argv: list) -> float:
     return time.perf_counter() - started
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far (clock ticks of /proc/<pid>/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_timed(pid: int, into: list, run) -> float:
+    """run()'s result (seconds); the CPU seconds process pid spent meanwhile appended to into."""
+    before = cpu_seconds(pid)
+    seconds = run()
+    into.append(cpu_seconds(pid) - before)
+    return seconds
+
+
 def rss_kb(pid: int) -> dict:
     fields = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status"))
     return {"rss_kb": int(fields["VmRSS"].split()[0]), "peak_kb": int(fields["VmHWM"].split()[0])}
 
 
-def measure(size: int, repeat: int, config: str, baseline: str = "") -> dict:
+def measure(size: int, repeat: int, config: str, baseline: str = "", baseline_config: str = "") -> dict:
     ns = f"sdbench-{os.getpid()}"
     ours_url = f"http://127.0.0.1:{EXPORTER_PORT}/metrics"
     baseline_url = f"http://127.0.0.1:{BASELINE_PORT}/metrics"
@@ -97,8 +112,9 @@ def measure(size: int, repeat: int, config: str, baseline: str = "") -> dict:
                             "--log.level=warn"] + ([f"--config.file={config}"] if config else []))
         node = start(ns, ["prometheus-node-exporter", "--collector.disable-defaults", "--collector.tcpstat",
                           f"--web.listen-address=127.0.0.1:{NODE_EXPORTER_PORT}"])
+        other_config = baseline_config or config
         other = start(ns, [sys.executable, "-m", "sockdiag_exporter", f"--web.listen-address=127.0.0.1:{BASELINE_PORT}",
-                           "--log.level=warn"] + ([f"--config.file={config}"] if config else []),
+                           "--log.level=warn"] + ([f"--config.file={other_config}"] if other_config else []),
                       baseline) if baseline else None
         agent = Agent(ns, config)
         try:
@@ -108,16 +124,20 @@ def measure(size: int, repeat: int, config: str, baseline: str = "") -> dict:
                 wait_http(agent, baseline_url)
             runs = {
                 "kernel floor: tcp dumps": lambda: agent.ask("floor", "tcp"),
+                "kernel floor: every dump of a collection": lambda: agent.ask("floor", "all"),
                 "kernel floor: unix dump": lambda: agent.ask("floor", "unix"),
                 **{f"collector {name}": (lambda n=name: agent.ask("collect", n)) for name in COLLECTORS},
-                "sockdiag_exporter full scrape (HTTP)": lambda: agent.ask("get", ours_url),
+                "sockdiag_exporter full scrape (HTTP)": lambda: cpu_timed(daemon.pid, cpu["ours"],
+                                                                          lambda: agent.ask("get", ours_url)),
                 "ss -tan": lambda: timed(["ss", "-N", ns, "-tan"]),
                 "ss -xan": lambda: timed(["ss", "-N", ns, "-xan"]),
                 "node_exporter tcpstat scrape (HTTP)": lambda: agent.ask("get", node_url),
             }
             if other:
-                runs["baseline full scrape (HTTP)"] = lambda: agent.ask("get", baseline_url)
+                runs["baseline full scrape (HTTP)"] = lambda: cpu_timed(other.pid, cpu["baseline"],
+                                                                        lambda: agent.ask("get", baseline_url))
             samples = {name: [] for name in runs}
+            cpu = {"ours": [], "baseline": []}  # the daemon's CPU seconds per full scrape
             for _ in range(repeat):
                 for name, run in runs.items():
                     samples[name].append(run())
@@ -133,7 +153,7 @@ def measure(size: int, repeat: int, config: str, baseline: str = "") -> dict:
                     proc.wait(timeout=30)
     return {"size": size, "population": summary, "repeat": repeat, "samples": samples,
             "concurrency": concurrency, "exporter_memory": memory, "node_exporter_memory": node_memory,
-            "baseline": baseline, "baseline_memory": baseline_memory}
+            "baseline": baseline, "baseline_memory": baseline_memory, "cpu_per_scrape": cpu}
 
 
 def med(result: dict, name: str) -> float:
@@ -159,12 +179,16 @@ def report(result: dict) -> str:
         f"exporter RSS {m['rss_kb'] / 1024:.1f} MB (peak {m['peak_kb'] / 1024:.1f} MB); node_exporter RSS "
         f"{nm['rss_kb'] / 1024:.1f} MB (peak {nm['peak_kb'] / 1024:.1f} MB)",
     ]
+    every = med(result, "kernel floor: every dump of a collection")
+    lines.append(f"        full scrape / every dump's kernel floor = {full / every:.2f}; exporter CPU per full scrape "
+                 f"{statistics.median(result['cpu_per_scrape']['ours']):.3f}s")
     if result.get("baseline"):
         b, bm = med(result, "baseline full scrape (HTTP)"), result["baseline_memory"]
         pairs = [x / y for x, y in zip(result["samples"]["sockdiag_exporter full scrape (HTTP)"],
                                        result["samples"]["baseline full scrape (HTTP)"])]
         lines.append(f"baseline {result['baseline']}: full scrape {b:.3f}s; this tree / baseline = {full / b:.2f} "
-                     f"(per round: {min(pairs):.2f} - {max(pairs):.2f}); baseline RSS {bm['rss_kb'] / 1024:.1f} MB")
+                     f"(per round: {min(pairs):.2f} - {max(pairs):.2f}); baseline RSS {bm['rss_kb'] / 1024:.1f} MB, "
+                     f"CPU per full scrape {statistics.median(result['cpu_per_scrape']['baseline']):.3f}s")
     return "\n".join(lines)
 
 
@@ -175,7 +199,9 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "latest.json"), help="JSON output")
     ap.add_argument("--config", default="", help="exporter configuration file (e.g. bench/memory-tcp.yml)")
     ap.add_argument("--baseline", default="",
-                    help="another checkout of the exporter: its full scrape is measured in the same rounds (A/B)")
+                    help="another checkout of the exporter (or this one): its full scrape is measured in the same rounds "
+                         "(A/B)")
+    ap.add_argument("--baseline-config", default="", help="the baseline's configuration file (default: --config's)")
     ap.add_argument("--namespaces", type=int, default=0,
                     help="instead: scrape cost with this many named namespaces (see --per-namespace)")
     ap.add_argument("--per-namespace", type=int, default=1000, help="sockets in each of --namespaces")
@@ -200,7 +226,8 @@ def main():
     results = []
     for size in [parse_size(s) for s in args.sizes.split(",")]:
         results.append(measure(size, args.repeat, os.path.abspath(args.config) if args.config else "",
-                               os.path.abspath(args.baseline) if args.baseline else ""))
+                               os.path.abspath(args.baseline) if args.baseline else "",
+                               os.path.abspath(args.baseline_config) if args.baseline_config else ""))
         print(report(results[-1]), flush=True)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
