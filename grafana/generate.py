@@ -152,13 +152,10 @@ def overview() -> Layout:
     d.add(heatmap_panel("TCP receive queue depth", "How many TCP data sockets have how many unread bytes (per-socket "
                         "gauge histogram). Bad: sockets moving into the upper buckets (above 1 MiB: alert "
                         "SockdiagReceiveQueueBacklog).",
-                        f'sockdiag_socket_receive_queue_bytes_bucket{{{SOCKETS}, protocol="tcp"}}'), 8, 8)
+                        f'sockdiag_socket_receive_queue_bytes_bucket{{{SOCKETS}, protocol="tcp"}}'), 12, 8)
     d.add(heatmap_panel("TCP send queue depth", "How many TCP data sockets have how many unacknowledged bytes. Bad: "
                         "many sockets in the upper buckets: slow peers or a congested path.",
-                        f'sockdiag_socket_send_queue_bytes_bucket{{{SOCKETS}, protocol="tcp"}}'), 8, 8)
-    d.add(heatmap_panel("UDP receive queue depth", "How many UDP and UDP-Lite sockets hold how much queued datagram "
-                        "memory. Bad: sockets in the upper buckets: a full buffer drops datagrams.",
-                        f'sockdiag_socket_receive_queue_bytes_bucket{{{SOCKETS}, protocol=~"udp|udplite"}}'), 8, 8)
+                        f'sockdiag_socket_send_queue_bytes_bucket{{{SOCKETS}, protocol="tcp"}}'), 12, 8)
     d.add(timeseries_panel("Sockets with more than 1 MiB unread", "Data sockets whose receive queue holds more than "
                            "1 MiB, per instance, family and protocol. Bad: any that stay for minutes (alert "
                            "SockdiagReceiveQueueBacklog after 15m).",
@@ -182,22 +179,10 @@ def overview() -> Layout:
                            [query(f"sum by (family, protocol) (sockdiag_receive_memory_bytes{{{SOCKETS}}}) / "
                                   f"sum by (family, protocol) (sockdiag_receive_buffer_bytes{{{SOCKETS}}})",
                                   "{{family}} {{protocol}}")], "percentunit"), 8, 8)
-    d.add(timeseries_panel("Send memory", "Memory held by data being sent (wmem_alloc) and by send queues "
-                           "(wmem_queued) per family and protocol. Bad: sustained growth: receivers or the network "
-                           "are slow.",
+    d.add(timeseries_panel("Send memory", "Memory held by data being sent (wmem_alloc) per family and protocol. "
+                           "Bad: sustained growth: receivers or the network are slow.",
                            [query(f"sum by (family, protocol) (sockdiag_send_memory_bytes{{{SOCKETS}}})",
-                                  "{{family}} {{protocol}} allocated"),
-                            query(f"sum by (family, protocol) (sockdiag_send_queued_memory_bytes{{{SOCKETS}}})",
-                                  "{{family}} {{protocol}} queued")], "bytes"), 8, 8)
-    d.add(timeseries_panel("Reserved, option and backlog memory", "Forward-allocated memory, socket option memory "
-                           "and memory of packets in socket backlogs. Bad: backlog memory that stays above zero: "
-                           "packets arrive while the socket is busy faster than it drains them.",
-                           [query(f"sum by (protocol) (sockdiag_forward_alloc_bytes{{{SOCKETS}}})",
-                                  "{{protocol}} fwd_alloc"),
-                            query(f"sum by (protocol) (sockdiag_option_memory_bytes{{{SOCKETS}}})",
-                                  "{{protocol}} optmem"),
-                            query(f"sum by (protocol) (sockdiag_backlog_bytes{{{SOCKETS}}})", "{{protocol}} backlog")],
-                           "bytes"), 8, 8)
+                                  "{{family}} {{protocol}}")], "bytes"), 8, 8)
     d.add(timeseries_panel("UDP receive errors", "Datagrams dropped per second because a receive buffer was full "
                            "(RcvbufErrors), and all undelivered datagrams (InErrors). Bad: anything above zero for "
                            "long: data loss (alert SockdiagUDPReceiveBufferErrors).",
@@ -207,12 +192,12 @@ def overview() -> Layout:
                             query(f"sum by (instance, family, protocol) (rate(sockdiag_udp_receive_errors_total"
                                   f"{{{SOCKETS}}}[$__rate_interval]))",
                                   "{{instance}} {{family}} {{protocol}} all errors")],
-                           "pps"), 8, 8)
+                           "pps"), 12, 8)
     d.add(timeseries_panel("Dropped packets on live sockets", "Sum of the lifetime drop counters of the sockets open "
                            "now (SK_MEMINFO drops), per family, protocol and state. A gauge: it falls when sockets "
                            "close. Bad: a rising line: a live socket is dropping packets.",
                            [query(f"sum by (family, protocol, state) (sockdiag_dropped_packets{{{SOCKETS}}})",
-                                  "{{family}} {{protocol}} {{state}}")], "short"), 8, 8)
+                                  "{{family}} {{protocol}} {{state}}")], "short"), 12, 8)
 
     d.row("Listeners")
     d.add(fullest_listeners("The 10 listening addresses with the fullest accept queues (length / limit). Bad: "
@@ -228,7 +213,8 @@ def overview() -> Layout:
     d.add(timeseries_panel("Listeners folded into address=\"other\"", "Listening sockets beyond listeners.max_series, "
                            "summed into address=\"other\" instead of reported one by one. Bad: above zero if you need "
                            "every listener individually: raise listeners.max_series.",
-                           [query(f"sum by (instance, family, protocol) (sockdiag_listeners_folded{{{SOCKETS}}})",
+                           [query(f"sum by (instance, family, protocol) (sockdiag_listeners_folded{{{SOCKETS}}}) "
+                                  "or on () vector(0)",  # no series while nothing is folded
                                   "{{instance}} {{family}} {{protocol}}")], "short"), 12, 8)
 
     group = f'{SOCKETS}, port_group=~"$port_group"'

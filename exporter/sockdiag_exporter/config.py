@@ -12,6 +12,7 @@ from typing import Any, Dict, Optional, Tuple
 import yaml
 
 from .collectors import REGISTRY
+from .diag.requests import MEMINFO_NAMES
 
 DEFAULT_PORT = 9965
 LOG_LEVELS = ("debug", "info", "warn", "error")
@@ -60,8 +61,12 @@ def _between(low, high):
     return check
 
 
-DEFAULT_BUCKETS = (0, 1024, 4096, 16384, 65536, 262144, 1 << 20, 4 << 20, 16 << 20)
+DEFAULT_BUCKETS = (0, 4096, 65536, 1 << 20, 16 << 20)
+FULL_BUCKETS = (0, 1024, 4096, 16384, 65536, 262144, 1 << 20, 4 << 20, 16 << 20)  # the full profile's
 MEMORY_CAPABLE = ("tcp", "udp", "udplite", "raw", "mptcp", "sctp", "dccp", "unix", "netlink", "packet")
+QUEUE_COLLECTORS = MEMORY_CAPABLE  # the collectors whose sockets report queue sizes
+MEMORY_FIELDS = MEMINFO_NAMES  # SK_MEMINFO_VARS, in the kernel's order
+PROFILES = ("default", "full")
 GROUP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
 
 
@@ -147,15 +152,31 @@ class ListenersConfig:
     max_series: int = _opt(100, _between(0, 100000))
 
 
+def _queue_collectors(values: list) -> tuple:
+    for v in values:
+        if v not in QUEUE_COLLECTORS:
+            raise ValueError(f"{v!r} is not one of {', '.join(QUEUE_COLLECTORS)}")
+    return tuple(dict.fromkeys(values))
+
+
+def _memory_fields(values: list) -> tuple:
+    for v in values:
+        if v not in MEMORY_FIELDS:
+            raise ValueError(f"{v!r} is not one of {', '.join(MEMORY_FIELDS)}")
+    return tuple(dict.fromkeys(values))
+
+
 @dataclass(frozen=True)
 class HistogramsConfig:
     enabled: bool = _opt(True)
     buckets: tuple = _opt(DEFAULT_BUCKETS, _buckets)
+    collectors: tuple = _opt(("tcp", "unix"), _queue_collectors)  # whose sockets get queue histograms
 
 
 @dataclass(frozen=True)
 class MemoryConfig:
     collectors: tuple = _opt(("udp", "udplite", "raw", "unix", "netlink", "packet"), _memory_collectors)
+    fields: tuple = _opt(("rmem_alloc", "rcvbuf", "wmem_alloc", "drops"), _memory_fields)  # the SK_MEMINFO exported
 
 
 def _patterns(values: list) -> tuple:
@@ -205,6 +226,9 @@ class Config:
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     port_groups: Dict[str, PortGroup] = field(default_factory=dict)
     series_budget: int = 0
+    # default: zero-valued series only where alerts and dashboards need them, lean histograms and memory; full:
+    # every known state of every family with zeros, histograms of every collector, every SK_MEMINFO field
+    profile: str = "default"
     namespaces: NamespacesConfig = field(default_factory=NamespacesConfig)
     cgroups: CgroupsConfig = field(default_factory=CgroupsConfig)
 
@@ -293,17 +317,33 @@ def _port_groups(data: Any) -> Dict[str, PortGroup]:
     return groups
 
 
+def full_profile(config: "Config") -> "Config":
+    """config with the full profile's defaults: what a profile sets, keys given explicitly then override."""
+    return dataclasses.replace(
+        config, profile="full",
+        histograms=dataclasses.replace(config.histograms, buckets=FULL_BUCKETS, collectors=QUEUE_COLLECTORS),
+        memory=dataclasses.replace(config.memory, fields=MEMORY_FIELDS))
+
+
 def from_dict(data: Any, base: Optional[Config] = None) -> Config:
     """Validate parsed YAML into a Config, on top of base (defaults when None)."""
     base = base or Config()
     data = _mapping(data, "config")
+    if "profile" in data:
+        profile = _scalar(data["profile"], str, "profile")
+        if profile not in PROFILES:
+            raise ConfigError(f"profile: {profile!r}: expected one of {', '.join(PROFILES)}")
+        if profile == "full":
+            base = full_profile(base)
     sections = {"web": WebConfig, "log": LogConfig, "netlink": NetlinkConfig, "collection": CollectionConfig,
                 "listeners": ListenersConfig,
                 "histograms": HistogramsConfig, "memory": MemoryConfig, "namespaces": NamespacesConfig,
                 "cgroups": CgroupsConfig}
-    known = list(sections) + ["collectors", "port_groups", "series_budget"]
+    known = list(sections) + ["collectors", "port_groups", "series_budget", "profile"]
     values = {}
     for key, value in data.items():
+        if key == "profile":
+            continue  # applied first
         if key in sections:
             values[key] = _section(sections[key], value, key, getattr(base, key))
         elif key == "collectors":

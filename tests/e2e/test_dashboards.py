@@ -153,14 +153,15 @@ def test_overview_rows_and_listeners_repeat():
 
 def test_every_metric_queried_is_served_or_recorded(netns):
     """Names in the dashboards against what a real exporter serves (with a listener, a UDP socket, a port group,
-    namespaces and cgroup attribution, so the optional breakdowns are present) and what rules.yml records."""
+    namespaces and cgroup attribution, so the optional breakdowns are present; the full profile, so that series
+    the default one leaves out while zero are there) and what rules.yml records."""
     listener = netns.run(socket.create_server, ("127.0.0.1", 8080))
     udp = netns.run(socket.socket, socket.AF_INET, socket.SOCK_DGRAM)
     netns.run(udp.bind, ("127.0.0.1", 5353))
     netns.keep += [listener, udp]
     exposition = scrape(netns, config={"port_groups": {"web": {"local": [8080]}}, "series_budget": 100000,
                                        "namespaces": {"named": True, "include": [netns.name]},
-                                       "cgroups": {"enabled": True}})
+                                       "cgroups": {"enabled": True}, "profile": "full"})
     served = {name for name, _ in exposition.samples}
     recorded = recorded_names()
     for name, d in DASHBOARDS.items():

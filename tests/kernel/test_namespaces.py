@@ -120,7 +120,7 @@ def test_the_cap_keeps_the_namespace_in_trouble_and_the_largest_and_folds_the_re
         populate(ns, populations[ns.name])
     fill_accept_queue(made[-1])  # the one that sorts last, and the smallest: its accept queue full
     exposition = collect({"namespaces": {"named": True, "include": [ns.name for ns in made], "max_namespaces": 3},
-                          "collectors": {"sctp": False}})
+                          "collectors": {"sctp": False}, "profile": "full"})
     kept = {OWN, made[-1].name, made[0].name}  # the exporter's own, the one in trouble, the largest
     folded = [made[1].name, made[2].name]
     assert {dict(k)["netns"] for k in exposition.select("sockdiag_netns_up")} == kept
@@ -138,7 +138,7 @@ def test_the_cap_keeps_the_namespace_in_trouble_and_the_largest_and_folds_the_re
 def test_dense_namespaces_keep_every_zero(namespaces):
     ns = namespaces(1)
     exposition = collect({"namespaces": {"named": True, "include": [ns.name], "sparse": False},
-                          "collectors": {"sctp": False}})
+                          "collectors": {"sctp": False}, "profile": "full"})
     assert exposition.value("sockdiag_sockets", netns=ns.name, family="inet", protocol="udp",
                             state="unconnected") == 0
     assert exposition.value("sockdiag_diag_handler_available", netns=ns.name, family="inet", protocol="udp") == 1

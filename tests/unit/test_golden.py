@@ -28,6 +28,7 @@ RECORDING = os.path.join(GOLDEN, "kernel.json")
 KERNEL_CONFIGS = {
     "kernel-default": {},
     "kernel-everything": {
+        "profile": "full",
         "memory": {"collectors": ["tcp", "udp", "udplite", "raw", "mptcp", "unix", "netlink", "packet"]},
         "histograms": {"buckets": [0, 100, 1000, 65536]},
         "listeners": {"max_series": 2},

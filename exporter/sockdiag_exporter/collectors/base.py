@@ -130,8 +130,9 @@ def dump_or_none(ctx: Context, out: Samples, request: bytes, layout: Layout, fam
     except DiagUnsupported:
         out.add(m.HANDLER_AVAILABLE, (family, protocol), 0)
         return None
-    out.add(m.HANDLER_AVAILABLE, (family, protocol), 1)
-    out.add(m.SOURCE_INFO, (family, protocol, "sock_diag"), 1)
+    if ctx.options.full:  # what goes without saying is left out of the default profile: a handler, its source
+        out.add(m.HANDLER_AVAILABLE, (family, protocol), 1)
+        out.add(m.SOURCE_INFO, (family, protocol, "sock_diag"), 1)
     return tally
 
 
@@ -139,4 +140,5 @@ def dump_family(ctx: Context, out: Samples, collector: str, family: str, request
     """The one dump of a single-dump family (unix, netlink, packet): with SK_MEMINFO values when the collector is
     in memory.collectors. request(memory) makes the request; layouts are (without memory, with memory)."""
     memory = collector in ctx.options.memory
-    return dump_or_none(ctx, out, request(memory), layouts[memory], family, "", f"{family} dump", ctx.options.detail)
+    return dump_or_none(ctx, out, request(memory), layouts[memory], family, "", f"{family} dump",
+                        ctx.options.detail_for(collector))

@@ -25,6 +25,11 @@ class Protocol(NamedTuple):
     listeners: bool  # has listening sockets, reported one by one
     help: str
 
+    @property
+    def core(self) -> bool:
+        """Alerts and dashboards read its states one by one: they always get a series (see emit.fill_for)."""
+        return self.name in ("tcp", "udp")
+
 
 PROTOCOLS = (
     Protocol("tcp", c.IPPROTO_TCP, "stream", names.TCP_STATES, None, True, "TCP sockets"),
@@ -62,10 +67,12 @@ class InetCollector(Collector):
         # IPv4 and IPv6 dumps are independent: they run at once where parallel dumps are on
         for (_, family, _), (tally, source, found) in zip(FAMILIES, ctx.each(
                 lambda fam: self._dump(ctx, fam, layout, memory), FAMILIES)):
-            out.add(m.HANDLER_AVAILABLE, (family, proto.name), int(source == "sock_diag"))
+            if source != "sock_diag" or opts.full:  # the default profile says only what is missing, and where from
+                out.add(m.HANDLER_AVAILABLE, (family, proto.name), int(source == "sock_diag"))
             if tally is None:
                 continue
-            out.add(m.SOURCE_INFO, (family, proto.name, source), 1)
+            if source != "sock_diag" or opts.full:
+                out.add(m.SOURCE_INFO, (family, proto.name, source), 1)
             labels = (family, proto.socket_type, proto.name)
             present.append(labels)
             listen_row, group_listeners, cgroup_listeners = [0] * width, {}, {}
@@ -79,15 +86,15 @@ class InetCollector(Collector):
                 cgroup_listeners[rec.cgroup] = (count + 1, troubled or near_limit(rec.length, rec.limit))
                 listeners.append(Listener(*labels, interface_address(rec.address, rec.ifindex), rec.length,
                                           rec.limit))
-            emit_tally(out, tally, lambda key, labels=labels: (labels, proto.states, key.state), width, LISTEN,
+            emit_tally(out, tally, lambda key, labels=labels: (labels, proto.states, key.state), opts, LISTEN,
                        always=[(labels, proto.states)],
-                       extra={labels: {LISTEN: listen_row}} if proto.listeners else None)
+                       extra={labels: {LISTEN: listen_row}} if proto.listeners else None, core=proto.core)
             if opts.port_groups:
                 emit_port_groups(out, opts, family, proto.name, tally, proto.states, LISTEN, group_listeners)
             if opts.cgroups:
                 emit_cgroups(out, opts, family, proto.name, tally, proto.states, LISTEN, cgroup_listeners)
         if proto.listeners:
-            emit_listeners(out, listeners, opts.max_listeners, present)
+            emit_listeners(out, listeners, opts.max_listeners, present if opts.full else ())
 
     def _dump(self, ctx: Context, fam: tuple, layout, memory: bool):
         """The I/O of one address family: (tally or None, where it came from, listener records)."""
@@ -95,13 +102,13 @@ class InetCollector(Collector):
         states = requests.INET_ALL_STATES & ~requests.LISTEN_STATES if proto.listeners else requests.INET_ALL_STATES
         try:
             tally = ctx.dump(requests.inet(family_number, proto.number, states, memory), layout,
-                             f"{family} {proto.name} dump", ctx.options.detail)
+                             f"{family} {proto.name} dump", ctx.options.detail_for(proto.name))
         except DiagUnsupported:
             if not proto.procfs:
                 return None, None, []
             name = proto.procfs + suffix
             try:
-                return parse_inet_table(ctx.proc.read(name), name, ctx.options.detail.bounds), "procfs", []
+                return parse_inet_table(ctx.proc.read(name), name, ctx.options.detail_for(proto.name).bounds), "procfs", []
             except DiagUnsupported:
                 return None, None, []
         found = []

@@ -36,12 +36,10 @@ def interface_address(address: str, ifindex: int) -> str:
     return f"{host}%{name}:{port}"
 
 
-def emit_listeners(out: Samples, listeners: List[Listener], cap: int, groups: Iterable[tuple]) -> None:
+def emit_listeners(out: Samples, listeners: List[Listener], cap: int, groups: Iterable[tuple] = ()) -> None:
     """Per-listener queue series, at most cap of them (fullest first, then by address); the rest summed into
-    address="other" of their (family, socket_type, protocol), with how many were folded.
-
-    groups: every (family, socket_type, protocol) to report a folded count for, even 0.
-    """
+    address="other" of their (family, socket_type, protocol), with how many were folded where some were, and for
+    every (family, socket_type, protocol) in groups (the full profile's zeros)."""
     merged: Dict[tuple, list] = {}
     for lst in listeners:
         row = merged.setdefault(lst[:4], [0, 0, 0])
@@ -55,7 +53,7 @@ def emit_listeners(out: Samples, listeners: List[Listener], cap: int, groups: It
         return -ratio, labels
 
     ranked = sorted(merged.items(), key=fill)
-    folded = {group: [0, 0, 0] for group in groups}
+    folded: Dict[tuple, list] = {group: [0, 0, 0] for group in groups}
     for labels, (sockets, length, limit) in ranked[cap:]:
         row = folded.setdefault(labels[:3], [0, 0, 0])
         row[0] += sockets
@@ -64,7 +62,8 @@ def emit_listeners(out: Samples, listeners: List[Listener], cap: int, groups: It
     for labels, (sockets, length, limit) in ranked[:cap]:
         _emit_listener(out, labels, sockets, length, limit)
     for group, (sockets, length, limit) in folded.items():
-        out.add(m.LISTENERS_FOLDED, group, sockets)
+        if sockets or group in groups:
+            out.add(m.LISTENERS_FOLDED, group, sockets)
         if sockets:
             _emit_listener(out, group + ("other",), sockets, length, limit)
 

@@ -3,6 +3,7 @@
 from typing import FrozenSet, NamedTuple, Optional, Tuple
 
 from ..diag import constants as c
+from ..diag.requests import MEMINFO_NAMES
 from ..diag.tally import NO_DETAIL, Detail, port_tables
 
 
@@ -21,6 +22,9 @@ class Options(NamedTuple):
     max_listeners: int = 100  # listeners reported one by one, per collector
     cgroups: Optional[object] = None  # a CgroupMap when cgroup attribution is on
     max_cgroups: int = 100
+    histograms: FrozenSet[str] = frozenset()  # collectors whose sockets get queue histograms (detail.bounds)
+    memory_fields: Tuple[int, ...] = tuple(range(c.SK_MEMINFO_VARS))  # SK_MEMINFO values exported, by index
+    full: bool = True  # the full profile: every known state of every family with zeros, every fact repeated
 
     @classmethod
     def from_config(cls, config, cgroups=None) -> "Options":
@@ -33,7 +37,13 @@ class Options(NamedTuple):
             c.INET_DIAG_CGROUP_ID if cgroups else 0,
         )
         return cls(detail, groups, frozenset(config.memory.collectors), config.listeners.max_series, cgroups,
-                   config.cgroups.max_series)
+                   config.cgroups.max_series, frozenset(config.histograms.collectors),
+                   tuple(sorted(MEMINFO_NAMES.index(f) for f in config.memory.fields)), config.profile == "full")
+
+    def detail_for(self, collector: str) -> Detail:
+        """What this collector's dumps tally: no histogram buckets unless it is in histograms.collectors (the
+        decoders then skip bucketing altogether)."""
+        return self.detail if collector in self.histograms else self.detail._replace(bounds=())
 
 
 DEFAULT_OPTIONS = Options()
