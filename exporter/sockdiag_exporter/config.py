@@ -76,6 +76,20 @@ def _buckets(values: list) -> tuple:
     return tuple(values)
 
 
+DEFAULT_RTT_BUCKETS = (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+
+
+def _rtt_buckets(values: list) -> tuple:
+    if len(values) > 64:
+        raise ValueError("expected at most 64 bucket bounds (none: no histogram)")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.000001 <= v <= 3600:
+            raise ValueError(f"bound {v!r} is not a number of seconds from 0.000001 to 3600")
+    if any(b <= a for a, b in zip(values, values[1:])):
+        raise ValueError("bounds must increase strictly")
+    return tuple(float(v) for v in values)
+
+
 def _memory_collectors(values: list) -> tuple:
     for v in values:
         if v not in MEMORY_CAPABLE:
@@ -175,6 +189,13 @@ class CgroupsConfig:
 
 
 @dataclass(frozen=True)
+class FlowsConfig:
+    receive_buffer_bytes: int = _opt(8 << 20, _between(65536, 1 << 30))  # the destroy-event socket's buffer
+    rtt_buckets: tuple = _opt(DEFAULT_RTT_BUCKETS, _rtt_buckets)  # seconds; empty: no RTT histogram
+    max_listeners: int = _opt(20, _between(0, 10000))  # listening addresses with their own flow series
+
+
+@dataclass(frozen=True)
 class PortGroup:
     local: tuple = _opt((), _ports)
     remote: tuple = _opt((), _ports)
@@ -193,6 +214,7 @@ class Config:
     series_budget: int = 0
     namespaces: NamespacesConfig = field(default_factory=NamespacesConfig)
     cgroups: CgroupsConfig = field(default_factory=CgroupsConfig)
+    flows: FlowsConfig = field(default_factory=FlowsConfig)
 
     def enabled_collectors(self):
         return [REGISTRY[name] for name, on in self.collectors.items() if on]
@@ -285,7 +307,7 @@ def from_dict(data: Any, base: Optional[Config] = None) -> Config:
     data = _mapping(data, "config")
     sections = {"web": WebConfig, "log": LogConfig, "netlink": NetlinkConfig, "listeners": ListenersConfig,
                 "histograms": HistogramsConfig, "memory": MemoryConfig, "namespaces": NamespacesConfig,
-                "cgroups": CgroupsConfig}
+                "cgroups": CgroupsConfig, "flows": FlowsConfig}
     known = list(sections) + ["collectors", "port_groups", "series_budget"]
     values = {}
     for key, value in data.items():

@@ -1,7 +1,7 @@
 """What a collector is, what it reads from (Context) and what it writes into (Samples)."""
 
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from .. import metrics as m
 from ..diag.errors import DiagUnsupported
@@ -26,7 +26,8 @@ class Samples:
 
 
 class Context:
-    """What collectors read from in one network namespace: its diag socket, its /proc/net, and the options.
+    """What collectors read from in one network namespace: its diag socket, its /proc/net, the options, and the
+    background objects collectors keep there (a destroy-event subscriber), closed with it.
 
     A dump the kernel has no handler for is not asked again for recheck_unsupported seconds: on kernels with
     loadable modules each such request makes the kernel try modprobe.
@@ -40,6 +41,7 @@ class Context:
         self.options = options
         self._clock = clock
         self._unsupported: Dict[bytes, Tuple[float, str]] = {}  # request -> (ask again after, the refusal)
+        self._background: Dict[str, object] = {}  # name -> an object with close()
 
     def dump(self, request: bytes, layout: Layout, what: str, detail: Detail = NO_DETAIL) -> Tally:
         """The tally of one dump; raises DiagUnsupported, from memory while the last refusal is recent."""
@@ -61,8 +63,19 @@ class Context:
             self._unsupported[request] = (self._clock() + self.recheck_unsupported, str(e))
             raise
 
+    def background(self, name: str, make: Callable[[], object]):
+        """The background object of that name, made by make() on first use: in the thread that asks, which is
+        inside this context's network namespace during a collection."""
+        found = self._background.get(name)
+        if found is None:
+            found = self._background[name] = make()
+        return found
+
     def close(self) -> None:
         self.diag.close()
+        for obj in self._background.values():
+            obj.close()
+        self._background.clear()
 
 
 class Collector:
@@ -73,6 +86,10 @@ class Collector:
 
     def collect(self, ctx: Context, out: Samples) -> None:
         raise NotImplementedError
+
+    def start(self, ctx: Context) -> None:
+        """Called once when a plan is built, with the exporter's own namespace's context: a collector that counts
+        between collections starts counting here (others need nothing)."""
 
 
 def dump_or_none(ctx: Context, out: Samples, request: bytes, layout: Layout, family: str, protocol: str,

@@ -12,6 +12,14 @@ class PortGroup(NamedTuple):
     remote: FrozenSet[int]
 
 
+class FlowOptions(NamedTuple):
+    """What the flows collector and its per-namespace subscribers read from the configuration (flows.*)."""
+
+    receive_buffer: int = 8 << 20
+    rtt_bounds: Tuple[float, ...] = ()  # seconds
+    max_listeners: int = 20
+
+
 class Options(NamedTuple):
     """What collectors read from the configuration."""
 
@@ -21,6 +29,7 @@ class Options(NamedTuple):
     max_listeners: int = 100  # listeners reported one by one, per collector
     cgroups: Optional[object] = None  # a CgroupMap when cgroup attribution is on
     max_cgroups: int = 100
+    flows: FlowOptions = FlowOptions()
 
     @classmethod
     def from_config(cls, config, cgroups=None) -> "Options":
@@ -32,8 +41,9 @@ class Options(NamedTuple):
             port_tables([(g.local, g.remote) for g in groups]) if groups else None,
             c.INET_DIAG_CGROUP_ID if cgroups else 0,
         )
+        flows = FlowOptions(config.flows.receive_buffer_bytes, config.flows.rtt_buckets, config.flows.max_listeners)
         return cls(detail, groups, frozenset(config.memory.collectors), config.listeners.max_series, cgroups,
-                   config.cgroups.max_series)
+                   config.cgroups.max_series, flows)
 
 
 DEFAULT_OPTIONS = Options()
