@@ -57,6 +57,7 @@ _EVENT = _offsets_struct([(0, "B"), (4, "H"), (6, "H"), (56, "I"), (_PROTOCOL_AT
                           (_PROTOCOL_AT + 8, "I")] + list(tcpinfo.fields(_INFO_FIELDS, _INFO_AT)), head=True)
 _FAST_INFO = tcpinfo.OFFSETS["snd_wnd"][0] + 4  # a tcp_info at least this long is read in place
 _FAST_MIN = c.NLMSG_HDRLEN + _INFO_AT + _FAST_INFO
+_INFO_END = c.NLMSG_HDRLEN + _INFO_AT - c.NLA_HDRLEN  # + nla_len: where INET_DIAG_INFO ends
 _PLAIN = c.SOCK_DIAG_BY_FAMILY  # nlmsg_type | nlmsg_flags << 16 of an event (flags 0)
 _CANONICAL_LENGTH = c.NLMSG_HDRLEN + _INFO_AT + tcpinfo.SIZE
 _HEAD = struct.Struct("=IHH")
@@ -179,7 +180,7 @@ class FlowDecoder:
              retrans, acked, received, segs_out, segs_in, min_rtt, bytes_retrans, snd_wnd) = unpack(buf, off)
             if (typeflags != _PLAIN or length != size or proto_attr != _TCP_PROTOCOL or protocol != c.IPPROTO_TCP
                     or info_attr >> 16 != c.INET_DIAG_INFO or (info_attr & 0xFFFF) - c.NLA_HDRLEN < _FAST_INFO
-                    or (family != c.AF_INET and family != c.AF_INET6)):
+                    or _INFO_END + (info_attr & 0xFFFF) > length or (family != c.AF_INET and family != c.AF_INET6)):
                 self._other(buf, off, off + size)
                 continue
             tally.events += 1

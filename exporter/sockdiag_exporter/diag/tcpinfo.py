@@ -8,6 +8,7 @@ tcpi_min_rtt) instead.
 """
 
 import struct
+from bisect import bisect_right
 from typing import Dict, Sequence, Tuple
 
 # (name without the tcpi_ prefix, struct code) in the kernel's order; each field is naturally aligned, as in C.
@@ -59,9 +60,14 @@ def _template() -> bytes:
 TEMPLATE = _template()
 
 
+_ENDS = sorted({0} | {offset + struct.calcsize(code) for offset, code in OFFSETS.values()})
+
+
 def padded(info: bytes) -> bytes:
-    """A tcp_info of any length as SIZE bytes: the fields it lacks take their absent values."""
-    return bytes(info[:SIZE]) + TEMPLATE[len(info):]
+    """A tcp_info of any length as SIZE bytes: the fields it lacks, or holds only part of, take their absent
+    values."""
+    whole = _ENDS[bisect_right(_ENDS, len(info)) - 1]
+    return bytes(info[:whole]) + TEMPLATE[whole:]
 
 
 def fields(names: Sequence[str], base: int = 0) -> Sequence[Tuple[int, str]]:
