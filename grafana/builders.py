@@ -155,15 +155,16 @@ def state_timeline_panel(title, description, expr, legend, unit, mappings) -> st
             .tooltip(c.VizTooltipOptions().mode(common.TooltipDisplayMode.SINGLE).sort(common.SortOrder.NONE)))
 
 
-def heatmap_panel(title, description, selector) -> heatmap.Panel:
+def heatmap_panel(title, description, selector, *, unit="bytes", rate=False) -> heatmap.Panel:
     """A heatmap of a gauge histogram: the current per-socket distribution over time (buckets are cumulative,
-    Grafana takes the differences)."""
-    target = query(f"sum by (le) ({selector})", "{{le}}", fmt=PromQueryFormat.HEATMAP)
+    Grafana takes the differences); with rate, of a histogram's counters: observations per second by bucket."""
+    inner = f"rate({selector}[$__rate_interval])" if rate else selector
+    target = query(f"sum by (le) ({inner})", "{{le}}", fmt=PromQueryFormat.HEATMAP)
     return (_panel(heatmap.Panel(), title, description, [target], "short")
             .scale_distribution(c.ScaleDistributionConfig().type(common.ScaleDistribution.LINEAR))
             .hide_from(c.HideSeriesConfig().legend(False).tooltip(False).viz(False))
             .calculate(False)
-            .y_axis(heatmap.YAxisConfig().axis_placement(common.AxisPlacement.LEFT).unit("bytes").reverse(False))
+            .y_axis(heatmap.YAxisConfig().axis_placement(common.AxisPlacement.LEFT).unit(unit).reverse(False))
             .rows_frame(heatmap.RowsHeatmapOptions().layout(common.HeatmapCellLayout.LE))
             .cell_values(heatmap.CellValues().unit("short"))
             .color(heatmap.HeatmapColorOptions().mode(heatmap_model.HeatmapColorMode.SCHEME).scheme("Oranges")
@@ -201,6 +202,14 @@ def listen_overflows(title: str, description: str) -> timeseries.Panel:
               "{{instance}} {{netns}} overflows"),
         query(f"sum by (instance, netns) (rate(sockdiag_tcp_listen_drops_total{{{SOCKETS}}}[$__rate_interval]))",
               "{{instance}} {{netns}} drops")], "cps")
+
+
+def connections_per_listener(description: str, selector: str = SOCKETS) -> timeseries.Panel:
+    """Inbound TCP connections closed per second, per listening address and outcome (the flows collector)."""
+    return timeseries_panel(
+        "Connections closed per listener", description,
+        [query(f"sum by (address, outcome) (rate(sockdiag_listener_tcp_connections_closed_total{{{selector}}}"
+               "[$__rate_interval]))", "{{address}} {{outcome}}")], "cps", legend_table=True)
 
 
 # --- Variables ---------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from builders import (
     Layout,
     accept_queues_by_protocol,
     common_variables,
+    connections_per_listener,
     dashed,
     fullest_listeners,
     heatmap_panel,
@@ -214,6 +215,65 @@ def overview() -> Layout:
                            [query(f"sum by (family, protocol, state) (sockdiag_dropped_packets{{{SOCKETS}}})",
                                   "{{family}} {{protocol}} {{state}}")], "short"), 8, 8)
 
+    d.row("Connections")
+    closed = f"sockdiag_tcp_connections_closed_total{{{SOCKETS}}}"
+    d.add(timeseries_panel("Connections closed per second", "TCP connections that ended, by direction (inbound: "
+                           "accepted from a listener of this host) and outcome: completed, reset, timeout (gave up "
+                           "retransmitting), refused and unanswered (connects that failed). Counted when they close, "
+                           "from the kernel's destroy events (flows collector). Bad: a jump (a reconnect loop, a "
+                           "connection storm) or any outcome but completed rising.",
+                           [query(f"sum by (direction, outcome) (rate({closed}[$__rate_interval]))",
+                                  "{{direction}} {{outcome}}")], "cps", stack=True, legend_table=True), 8, 8)
+    d.add(connections_per_listener("Inbound TCP connections closed per second per listening address (the first "
+                                   "flows.max_listeners seen; later ones as \"other\") and outcome. Bad: a listener "
+                                   "whose resets or timeouts rise, or whose traffic collapses."), 8, 8)
+    d.add(timeseries_panel("Failed connects", "Share of the outbound TCP connects of each instance that failed "
+                           "(refused or unanswered) over 5 minutes, against the alert threshold. Bad: the line near "
+                           "or above the dashed threshold (alert SockdiagTCPConnectFailures): a dependency is down or "
+                           "unreachable.",
+                           [query(f"instance:sockdiag_tcp_connect_failures:ratio_rate5m{{{SOCKETS}}}",
+                                  "{{instance}} {{netns}}"),
+                            query("sockdiag:threshold:tcp_connect_failure_ratio", "alert threshold")],
+                           "percentunit", overrides=[dashed("alert threshold")]), 8, 8)
+    d.add(timeseries_panel("Retransmitted segments", "Segments retransmitted per segment sent by the TCP connections "
+                           "that closed, by direction (inbound: the path to this host's clients; outbound: to its "
+                           "dependencies), against the alert threshold. Bad: above the dashed line (alert "
+                           "SockdiagTCPRetransmissions): packets are lost on the way.",
+                           [query(f"sum by (instance, direction) (rate(sockdiag_tcp_closed_retransmitted_segments_total"
+                                  f"{{{SOCKETS}}}[$__rate_interval])) / sum by (instance, direction) "
+                                  f"(rate(sockdiag_tcp_closed_sent_segments_total{{{SOCKETS}}}[$__rate_interval]))",
+                                  "{{instance}} {{direction}}"),
+                            query("sockdiag:threshold:tcp_retransmission_ratio", "alert threshold")],
+                           "percentunit", overrides=[dashed("alert threshold")]), 8, 8)
+    d.add(timeseries_panel("Bytes per connection", "Bytes sent (acknowledged by the peer) and received per closed TCP "
+                           "connection, by direction. Bad: a sudden change in a steady workload (truncated responses, "
+                           "clients that connect and leave at once).",
+                           [query(f"sum by (direction) (rate(sockdiag_tcp_closed_{way}_bytes_total{{{SOCKETS}}}"
+                                  f"[$__rate_interval])) / sum by (direction) (rate({closed}[$__rate_interval]))",
+                                  "{{direction}} " + way) for way in ("sent", "received")], "bytes"), 8, 8)
+    d.add(heatmap_panel("RTT at close", "Smoothed round-trip time of TCP connections when they closed, per second by "
+                        "bucket (flows.rtt_buckets). Bad: the mass moving up: the network, or a peer, got slower.",
+                        f"sockdiag_tcp_closed_rtt_seconds_bucket{{{SOCKETS}}}", unit="s", rate=True), 8, 8)
+    d.add(timeseries_panel("Bytes through closed connections", "Bytes per second sent (acknowledged) and received by "
+                           "the TCP connections that closed, by direction: counted at the close, so a long transfer "
+                           "shows when it ends. Bad: a drop to zero on a busy service.",
+                           [query(f"sum by (direction) (rate(sockdiag_tcp_closed_{way}_bytes_total{{{SOCKETS}}}"
+                                  "[$__rate_interval]))", "{{direction}} " + way) for way in ("sent", "received")],
+                           "Bps"), 8, 8)
+    d.add(timeseries_panel("UDP sockets closed per second", "UDP sockets closed per second (DNS lookups and other "
+                           "short-lived UDP users), by family. Bad: a jump without more traffic: a client creating a "
+                           "socket per request in a loop.",
+                           [query(f"sum by (family) (rate(sockdiag_udp_sockets_closed_total{{{SOCKETS}}}"
+                                  "[$__rate_interval]))", "{{family}}")], "ops"), 8, 8)
+    d.add(timeseries_panel("Destroy events and losses", "Destroy events the flows collector decoded per second, and "
+                           "the times the kernel dropped some because the exporter's receive buffer was full "
+                           "(overruns). Bad: any overrun: connections were not counted (raise "
+                           "flows.receive_buffer_bytes, or net.core.rmem_max for an unprivileged exporter).",
+                           [query(f"sum by (instance, netns) (rate(sockdiag_flow_events_total{{{SOCKETS}}}"
+                                  "[$__rate_interval]))", "{{instance}} {{netns}} events"),
+                            query(f"sum by (instance, netns) (rate(sockdiag_flow_event_overruns_total{{{SOCKETS}}}"
+                                  "[$__rate_interval]))", "{{instance}} {{netns}} overruns")], "ops"), 8, 8)
+
     d.row("Listeners")
     d.add(fullest_listeners("The 10 listening addresses with the fullest accept queues (length / limit). Bad: "
                             "above 80%: the application is not accepting fast enough; at 100% new connections "
@@ -246,6 +306,18 @@ def overview() -> Layout:
                            "sustained rise: that service's peers (or the network to them) are slow.",
                            [query(f"sum by (port_group, protocol) (sockdiag_port_group_send_queue_bytes{{{group}}})",
                                   "{{port_group}} {{protocol}}")], "bytes"), 8, 8)
+    d.add(timeseries_panel("Port group connections closed per second", "TCP connections of each port group that "
+                           "ended, by direction and outcome (flows collector). Bad: refused, unanswered, reset or "
+                           "timeout rising for one group: that service, or the path to it, fails.",
+                           [query(f"sum by (port_group, direction, outcome) (rate("
+                                  f"sockdiag_port_group_tcp_connections_closed_total{{{group}}}[$__rate_interval]))",
+                                  "{{port_group}} {{direction}} {{outcome}}")], "cps", legend_table=True), 12, 8)
+    d.add(timeseries_panel("Port group bytes through closed connections", "Bytes per second sent (acknowledged) "
+                           "and received by each port group's TCP connections, counted when they close. Bad: a "
+                           "service's traffic collapsing.",
+                           [query(f"sum by (port_group, direction) (rate(sockdiag_port_group_tcp_closed_{way}_bytes_"
+                                  f"total{{{group}}}[$__rate_interval]))", "{{port_group}} {{direction}} " + way)
+                            for way in ("sent", "received")], "Bps"), 12, 8)
 
     d.row("Network namespaces, units and containers")
     one_ns = f'{EXPORTER}, netns=~"$netns"'
@@ -345,6 +417,15 @@ def listeners() -> Layout:
                            "(alert SockdiagTCPListenOverflows)."), 8, 8)
     d.add(accept_queues_by_protocol("Connections waiting for accept() over all listeners and the summed limits, "
                                     "per family and protocol. Bad: waiting approaching the dashed limit."), 8, 8)
+    d.add(connections_per_listener("Inbound TCP connections closed per second for the chosen listening addresses "
+                                   "(from the flows collector, the first flows.max_listeners addresses seen), by "
+                                   "outcome. Bad: resets or timeouts rising on one listener.", chosen), 12, 8)
+    d.add(timeseries_panel("Bytes through each listener's closed connections", "Bytes per second sent "
+                           "(acknowledged by the clients) and received by the chosen listeners' connections, counted "
+                           "when they close. Bad: a listener's traffic collapsing while its connections go on.",
+                           [query(f"sum by (address) (rate(sockdiag_listener_tcp_closed_{way}_bytes_total{{{chosen}}}"
+                                  "[$__rate_interval]))", "{{address}} " + way) for way in ("sent", "received")],
+                           "Bps"), 12, 8)
 
     one = f'{SOCKETS}, address=~"$address"'
     d.row("Listener $address", repeat="address")
