@@ -175,7 +175,7 @@ def _stop(sock: socket.socket, wake_write: int, wake_read: int, thread: threadin
 class Subscriber:
     """The destroy events of the network namespace start() is called in, counted by a FlowDecoder.
 
-    start() raises DiagError when the kernel refuses the socket or the groups (kernels before 4.5 have no destroy
+    start() raises DiagError when the kernel refuses the socket or the groups (kernels before 4.2 have no destroy
     groups); stats.error says why the thread stopped when it stops on its own.
     """
 
