@@ -109,6 +109,13 @@ def timeseries_panel(title, description, targets, unit, *, stack=False, steps=GR
     return panel
 
 
+def against_threshold(title, description, expr, legend, threshold, unit) -> timeseries.Panel:
+    """A timeseries of expr with the alert's threshold (a PromQL expression over sockdiag:threshold:*) as a dashed
+    red line."""
+    return timeseries_panel(title, description, [query(expr, legend), query(threshold, "alert threshold")], unit,
+                            overrides=[dashed("alert threshold")])
+
+
 def _last_value():
     return c.ReduceDataOptions().calcs(["lastNotNull"]).fields("").values(False)
 
@@ -210,6 +217,15 @@ def connections_per_listener(description: str, selector: str = SOCKETS) -> times
         "Connections closed per listener", description,
         [query(f"sum by (address, outcome) (rate(sockdiag_listener_tcp_connections_closed_total{{{selector}}}"
                "[$__rate_interval]))", "{{address}} {{outcome}}")], "cps", legend_table=True)
+
+
+def closed_bytes(title, description, metric, by, selector) -> timeseries.Panel:
+    """Bytes per second sent (acknowledged) and received through TCP connections when they close (the flows
+    collector): metric is the counter's name with {way} for sent or received; by the labels to keep."""
+    legend = " ".join("{{%s}}" % label for label in by.split(", "))
+    return timeseries_panel(title, description, [
+        query(f"sum by ({by}) (rate({metric.format(way=way)}{{{selector}}}[$__rate_interval]))", f"{legend} {way}")
+        for way in ("sent", "received")], "Bps")
 
 
 # --- Variables ---------------------------------------------------------------------------------------------

@@ -62,9 +62,13 @@ SEND_QUEUE_HISTOGRAM = Metric(
     "sockdiag_socket_send_queue_bytes", "gaugehistogram", LISTEN_LABELS,
     "Distribution of the send queues of data sockets (every socket but listeners), one count per socket.",
 )
-MEMORY = tuple(
-    Metric(name, "gauge", SOCKET_LABELS, text + " Only for collectors listed in memory.collectors.")
-    for name, text in (
+def _several(kind: str, labels: Tuple[str, ...], suffix: str, named_texts) -> Tuple[Metric, ...]:
+    """Metrics of one kind and labels whose help texts end alike: (name, text) pairs."""
+    return tuple(Metric(name, kind, labels, text + suffix) for name, text in named_texts)
+
+
+MEMORY = _several(
+    "gauge", SOCKET_LABELS, " Only for collectors listed in memory.collectors.", (
         ("sockdiag_receive_memory_bytes", "Sum of memory held by received data (SK_MEMINFO rmem_alloc)."),
         ("sockdiag_receive_buffer_bytes", "Sum of receive buffer limits (SK_MEMINFO rcvbuf, SO_RCVBUF)."),
         ("sockdiag_send_memory_bytes", "Sum of memory held by data being sent (SK_MEMINFO wmem_alloc)."),
@@ -125,9 +129,8 @@ TCP_CLOSED = Metric(
     "TCP connections closed (sock_diag destroy events), by direction (inbound: the local port was listening) and "
     "outcome (completed, reset, timeout, refused, unanswered: see README).",
 )
-TCP_CLOSED_SUMS = tuple(
-    Metric(name, "counter", FLOW_LABELS, text + " summed over closed TCP connections.")
-    for name, text in (
+TCP_CLOSED_SUMS = _several(
+    "counter", FLOW_LABELS, " summed over closed TCP connections.", (
         ("sockdiag_tcp_closed_sent_bytes", "Bytes the peer acknowledged (tcpi_bytes_acked; a SYN and a FIN count 1)"),
         ("sockdiag_tcp_closed_received_bytes", "Bytes received (tcpi_bytes_received; a FIN counts 1)"),
         ("sockdiag_tcp_closed_sent_segments", "Segments sent, retransmissions included (tcpi_segs_out)"),
@@ -147,21 +150,19 @@ LISTENER_TCP_CLOSED = Metric(
     "Inbound TCP connections closed, per listening address (the first flows.max_listeners addresses seen get their "
     "own series, later ones address=\"other\").",
 )
-LISTENER_TCP_CLOSED_BYTES = tuple(
-    Metric(name, "counter", LISTENER_FLOW_LABELS, text + " summed over the listener's closed connections.")
-    for name, text in (("sockdiag_listener_tcp_closed_sent_bytes", "Bytes the peers acknowledged"),
-                       ("sockdiag_listener_tcp_closed_received_bytes", "Bytes received"))
-)
+LISTENER_TCP_CLOSED_BYTES = _several(
+    "counter", LISTENER_FLOW_LABELS, " summed over the listener's closed connections.",
+    (("sockdiag_listener_tcp_closed_sent_bytes", "Bytes the peers acknowledged"),
+     ("sockdiag_listener_tcp_closed_received_bytes", "Bytes received")))
 GROUP_FLOW_LABELS = ("port_group", "family", "direction")
 PORT_GROUP_TCP_CLOSED = Metric(
     "sockdiag_port_group_tcp_connections_closed", "counter", GROUP_FLOW_LABELS + ("outcome",),
     "TCP connections closed whose local or remote port is in the port group.",
 )
-PORT_GROUP_TCP_CLOSED_BYTES = tuple(
-    Metric(name, "counter", GROUP_FLOW_LABELS, text + " summed over the port group's closed connections.")
-    for name, text in (("sockdiag_port_group_tcp_closed_sent_bytes", "Bytes the peers acknowledged"),
-                       ("sockdiag_port_group_tcp_closed_received_bytes", "Bytes received"))
-)
+PORT_GROUP_TCP_CLOSED_BYTES = _several(
+    "counter", GROUP_FLOW_LABELS, " summed over the port group's closed connections.",
+    (("sockdiag_port_group_tcp_closed_sent_bytes", "Bytes the peers acknowledged"),
+     ("sockdiag_port_group_tcp_closed_received_bytes", "Bytes received")))
 UDP_CLOSED = Metric(
     "sockdiag_udp_sockets_closed", "counter", ("family",),
     "UDP sockets closed (sock_diag destroy events): DNS clients and other short-lived UDP users.",

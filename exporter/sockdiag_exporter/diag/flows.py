@@ -38,6 +38,7 @@ from . import tcpinfo
 from .attrs import walk_attrs
 from .decoder import _offsets_struct
 from .errors import DiagMalformed
+from .tally import _count
 
 COMPLETED, RESET, TIMEOUT, REFUSED, UNANSWERED = range(5)
 OUTCOMES = 5
@@ -169,6 +170,7 @@ class FlowDecoder:
         listening = self.listening
         local_groups, remote_groups = self.port_groups or (None, None)
         unpack = _EVENT.unpack_from
+        add_row = _count
         no_sample = tcpinfo.NO_RTT_SAMPLE
         for i in range(count):
             off = base + i * slot
@@ -215,23 +217,11 @@ class FlowDecoder:
             row[5] += retrans
             row[6] += bytes_retrans
             if inbound:
-                packed = lport << 5 | key
-                row = listeners.get(packed)
-                if row is None:
-                    row = listeners[packed] = [0, 0, 0]
-                row[0] += 1
-                row[1] += acked
-                row[2] += received
+                add_row(listeners, lport << 5 | key, acked, received)
             if local_groups is not None:
                 mask = local_groups[lport] | remote_groups[rport]
                 if mask:
-                    packed = mask << 5 | key
-                    row = groups.get(packed)
-                    if row is None:
-                        row = groups[packed] = [0, 0, 0]
-                    row[0] += 1
-                    row[1] += acked
-                    row[2] += received
+                    add_row(groups, mask << 5 | key, acked, received)
 
     def _other(self, buf, start: int, end: int) -> None:
         """Anything but a TCP event of the usual shape: UDP events, a shorter or reordered tcp_info (older and newer
