@@ -12,6 +12,8 @@ ones are counted as address="other". A slot, once given, is kept: a counter neve
 import logging
 from typing import Dict, Tuple
 
+from prometheus_client.utils import floatToGoString
+
 from .. import metrics as m
 from ..diag import constants as c
 from ..diag import requests
@@ -49,6 +51,8 @@ class FlowState:
             self.error = ""
         except DiagError as e:
             self.error = str(e)
+        except OSError as e:  # no file descriptor or thread left for it
+            self.error = f"starting the destroy event subscriber: {e.strerror or e}"
         return self
 
     def slot(self, family: int, port: int) -> str:
@@ -149,7 +153,7 @@ class FlowsCollector(Collector):
         for labels, total in sorted(sums.items()):
             for metric, value in zip(m.TCP_CLOSED_SUMS, total):
                 out.add(metric, labels, value)
-        les = [f"{b:g}" for b in options.flows.rtt_bounds] + ["+Inf"]
+        les = [floatToGoString(b) for b in options.flows.rtt_bounds] + ["+Inf"]
         for direction, name in enumerate(names.FLOW_DIRECTIONS):
             buckets, total_us = tally.rtt_histogram(direction)
             if not options.flows.rtt_bounds or not sum(buckets):
