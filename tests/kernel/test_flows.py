@@ -442,3 +442,31 @@ def test_namespace_mode_counts_each_namespace_apart_and_stops_when_one_goes(capl
     finally:
         keep.delete()
         doomed.delete()
+
+
+def test_a_refused_subscription_is_said_and_asked_again(netns, monkeypatch, caplog):
+    """A group the kernel does not have (as on kernels without destroy groups): sockdiag_flow_subscriber_up 0, one
+    log line, the collector and the others still succeed; once the kernel accepts, counting starts."""
+    from sockdiag_exporter.collectors import flows as collector
+    from sockdiag_exporter.diag.events import DESTROY_GROUPS, Subscriber
+
+    # SKNLGRP 99 does not exist: setsockopt(NETLINK_ADD_MEMBERSHIP) fails with EINVAL
+    monkeypatch.setattr(collector, "Subscriber", lambda decoder, size: Subscriber(decoder, size, (99,)))
+    server = listen(netns)
+    with caplog.at_level(logging.WARNING):
+        flows = Flows(netns, {"collectors": {"tcp": True}})
+        first, second = flows.scrape(), flows.scrape()
+    for e in (first, second):
+        assert e.value("sockdiag_flow_subscriber_up") == 0
+        assert e.value("sockdiag_scrape_collector_success", collector="flows") == 1
+        assert e.value("sockdiag_scrape_collector_success", collector="tcp") == 1
+        assert not e.select("sockdiag_flow_events_total")
+    said = [r.getMessage() for r in caplog.records if "no destroy events" in r.getMessage()]
+    assert len(said) == 1 and "Invalid argument" in said[0], said
+    flows.scraper.plan.own.background("flows", None).subscriber.groups = DESTROY_GROUPS  # the next one subscribes
+    assert flows.scrape().value("sockdiag_flow_subscriber_up") == 1
+    client = connect(netns, ("127.0.0.1", PORT))
+    conn, _ = server.accept()
+    client.close()
+    conn.close()
+    assert closed(flows.until(lambda e: closed(e) >= 2)) == 2
