@@ -1,6 +1,7 @@
 """Scrape cost from 10k to 1M sockets, side by side with ss and node_exporter, measured in the same run.
 
     sudo .venv/bin/python -m bench [--sizes 10k,100k,1m] [--repeat 5] [--config FILE] [--out FILE]
+    sudo .venv/bin/python -m bench --churn 5k,10k,20k [--seconds 10] [--unprivileged] [--receive-buffer BYTES]
 
 For each size: build the population in a fresh namespace (bench/population.py), start sockdiag_exporter (default
 configuration) and node_exporter (tcpstat only) in it, then measure in rounds, each alternating every
@@ -207,9 +208,27 @@ def main():
     ap.add_argument("--per-namespace", type=int, default=1000, help="sockets in each of --namespaces")
     ap.add_argument("--child-ehash", type=int, default=-1,
                     help="with --namespaces: set net.ipv4.tcp_child_ehash_entries for the run (per-namespace TCP hash)")
+    ap.add_argument("--churn", default="",
+                    help="instead: connection churn at these comma-separated rates (connections/s) through a "
+                         "namespace, and what the flows collector costs (see bench/churn.py)")
+    ap.add_argument("--seconds", type=float, default=10.0, help="with --churn: seconds of churn per rate")
+    ap.add_argument("--unprivileged", action="store_true", help="with --churn: the exporter runs as nobody")
+    ap.add_argument("--receive-buffer", type=int, default=0, help="with --churn: flows.receive_buffer_bytes")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench: run as root (it creates a network namespace and raises sysctls in it)")
+    if args.churn:
+        from . import churn
+
+        results = []
+        for rate in [parse_size(r) for r in args.churn.split(",")]:
+            print(f"== churn: {rate:,} connections/s for {args.seconds:g} s", flush=True)
+            results.append(churn.measure(rate, args.seconds, args.unprivileged, args.receive_buffer))
+        print(churn.report(results), flush=True)
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as f:
+            json.dump({"kernel": os.uname().release, "churn": results}, f, indent=1)
+        return
     if not shutil.which("prometheus-node-exporter"):
         print("bench: installing prometheus-node-exporter from Debian", flush=True)
         subprocess.run(["apt-get", "install", "-y", "-q", "prometheus-node-exporter"], check=True,

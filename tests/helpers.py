@@ -168,7 +168,11 @@ def make_scraper(config: dict = None, collectors=(), make_diag=None, proc=None) 
     """A Scraper for the config (YAML as a dict), with only the given collectors (names or Collector objects) when
     some are given, and make_diag (makes a DiagSocket) and proc (a ProcNet) instead of its own when given."""
     stats = DiagStats()
-    plan = build_plan(from_dict(config or {}), stats)
+    config = dict(config or {})
+    names = {c for c in collectors if isinstance(c, str)}
+    if names:  # only those enabled, so that no other collector starts counting in the background (flows)
+        config["collectors"] = {name: name in names for name in REGISTRY}
+    plan = build_plan(from_dict(config), stats)
     if collectors:
         plan = plan._replace(collectors=tuple(REGISTRY[c] if isinstance(c, str) else c for c in collectors))
     if make_diag is not None or proc is not None:

@@ -81,6 +81,21 @@ def _buckets(values: list) -> tuple:
     return tuple(values)
 
 
+DEFAULT_RTT_BUCKETS = (0.0001, 0.001, 0.01, 0.1, 1.0, 10.0)  # decades: 9 series per direction (series economy)
+FULL_RTT_BUCKETS = (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)  # the full profile's
+
+
+def _rtt_buckets(values: list) -> tuple:
+    if len(values) > 64:
+        raise ValueError("expected at most 64 bucket bounds (none: no histogram)")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.000001 <= v <= 3600:
+            raise ValueError(f"bound {v!r} is not a number of seconds from 0.000001 to 3600")
+    if any(b <= a for a, b in zip(values, values[1:])):
+        raise ValueError("bounds must increase strictly")
+    return tuple(float(v) for v in values)
+
+
 def _memory_collectors(values: list) -> tuple:
     for v in values:
         if v not in MEMORY_CAPABLE:
@@ -175,8 +190,8 @@ class HistogramsConfig:
 
 @dataclass(frozen=True)
 class MemoryConfig:
-    collectors: tuple = _opt(("udp", "udplite", "raw", "unix", "netlink", "packet"), _memory_collectors)
-    fields: tuple = _opt(("rmem_alloc", "rcvbuf", "wmem_alloc", "drops"), _memory_fields)  # the SK_MEMINFO exported
+    collectors: tuple = _opt(("udp", "udplite", "raw", "unix", "packet"), _memory_collectors)
+    fields: tuple = _opt(("rmem_alloc", "rcvbuf", "drops"), _memory_fields)  # the SK_MEMINFO values exported
 
 
 def _patterns(values: list) -> tuple:
@@ -209,6 +224,13 @@ class CgroupsConfig:
 
 
 @dataclass(frozen=True)
+class FlowsConfig:
+    receive_buffer_bytes: int = _opt(8 << 20, _between(65536, 1 << 30))  # the destroy-event socket's buffer
+    rtt_buckets: tuple = _opt(DEFAULT_RTT_BUCKETS, _rtt_buckets)  # seconds; empty: no RTT histogram
+    max_listeners: int = _opt(20, _between(0, 10000))  # listening addresses with their own flow series
+
+
+@dataclass(frozen=True)
 class PortGroup:
     local: tuple = _opt((), _ports)
     remote: tuple = _opt((), _ports)
@@ -231,6 +253,7 @@ class Config:
     profile: str = "default"
     namespaces: NamespacesConfig = field(default_factory=NamespacesConfig)
     cgroups: CgroupsConfig = field(default_factory=CgroupsConfig)
+    flows: FlowsConfig = field(default_factory=FlowsConfig)
 
     def enabled_collectors(self):
         return [REGISTRY[name] for name, on in self.collectors.items() if on]
@@ -322,7 +345,8 @@ def full_profile(config: "Config") -> "Config":
     return dataclasses.replace(
         config, profile="full",
         histograms=dataclasses.replace(config.histograms, buckets=FULL_BUCKETS, collectors=QUEUE_COLLECTORS),
-        memory=dataclasses.replace(config.memory, fields=MEMORY_FIELDS))
+        memory=dataclasses.replace(config.memory, fields=MEMORY_FIELDS),
+        flows=dataclasses.replace(config.flows, rtt_buckets=FULL_RTT_BUCKETS))
 
 
 def from_dict(data: Any, base: Optional[Config] = None) -> Config:
@@ -338,7 +362,7 @@ def from_dict(data: Any, base: Optional[Config] = None) -> Config:
     sections = {"web": WebConfig, "log": LogConfig, "netlink": NetlinkConfig, "collection": CollectionConfig,
                 "listeners": ListenersConfig,
                 "histograms": HistogramsConfig, "memory": MemoryConfig, "namespaces": NamespacesConfig,
-                "cgroups": CgroupsConfig}
+                "cgroups": CgroupsConfig, "flows": FlowsConfig}
     known = list(sections) + ["collectors", "port_groups", "series_budget", "profile"]
     values = {}
     for key, value in data.items():

@@ -2,7 +2,8 @@
 
 A plan is built once per configuration. A reload builds a new one and swaps it in with one assignment
 (Scraper.swap); a collection takes the plan once, at its start, so it never mixes two configurations. A plan owns
-its diag sockets: they are closed when the last collection using the plan ends (PlanHolder).
+its diag sockets and background subscribers (through each namespace's Context): they are closed when the last
+collection using the plan ends (PlanHolder).
 """
 
 import threading
@@ -53,8 +54,14 @@ def build_plan(config, stats: DiagStats, config_file: str = "") -> Plan:
     features: Dict[str, bool] = dict(namespaces.enabled) if namespaces else {}
     if config.cgroups.enabled:
         features["cgroup_attribution"] = cgroups is not None
-    return Plan(tuple(config.enabled_collectors()), context(), namespaces, features, config.series_budget,
-                ns.sparse, config_file, WorkerPool(workers, namespaces is not None))
+    collectors, own = tuple(config.enabled_collectors()), context()
+    # Background counting starts now in the exporter's own namespace (whose context, with namespaces, is the set's),
+    # in the others at their first collection.
+    counting = namespaces.context(namespaces.own) if namespaces else own
+    for col in collectors:
+        col.start(counting)
+    return Plan(collectors, own, namespaces, features, config.series_budget, ns.sparse, config_file,
+                WorkerPool(workers, namespaces is not None))
 
 
 class PlanHolder:

@@ -8,7 +8,8 @@ import time
 from functools import partial
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
-from prometheus_client.core import CounterMetricFamily, GaugeHistogramMetricFamily, GaugeMetricFamily
+from prometheus_client.core import (CounterMetricFamily, GaugeHistogramMetricFamily, GaugeMetricFamily,
+                                   HistogramMetricFamily)
 
 from . import __version__
 from . import metrics as m
@@ -139,7 +140,8 @@ class Scraper:
                     if sparse:
                         if metric in m.NOT_ADDITIVE:
                             continue
-                        samples = [(labels, v) for labels, v in samples if _nonzero(metric, v)]
+                        samples = [(labels, v) for labels, v in samples
+                                   if metric in m.KEEP_ZERO or _nonzero(metric, v)]
                     merged.setdefault(metric, []).extend(samples)
             results.append((merged, ok_all, refused))
         return results
@@ -275,15 +277,15 @@ def _timed(col: Collector, ctx: Context) -> Tuple[Samples, float]:
 
 
 def _series(metric: m.Metric, samples: list) -> int:
-    """How many series samples make: a gauge histogram's buckets, _gcount and _gsum each count."""
-    if metric.kind == "gaugehistogram":
+    """How many series samples make: a histogram's buckets, _count and _sum (_gcount, _gsum) each count."""
+    if metric.kind in m.HISTOGRAM_KINDS:
         return sum(len(buckets) + 2 for _, (buckets, _) in samples)
     return len(samples)
 
 
 def _nonzero(metric: m.Metric, value) -> bool:
-    if metric.kind == "gaugehistogram":
-        return value[0][-1][1] > 0  # the +Inf bucket: the socket count
+    if metric.kind in m.HISTOGRAM_KINDS:
+        return value[0][-1][1] > 0  # the +Inf bucket: the socket (or observation) count
     return value != 0
 
 
@@ -293,7 +295,7 @@ def _fold(metric: m.Metric, samples: list) -> list:
     for labels, value in samples:
         if labels not in merged:
             merged[labels] = value
-        elif metric.kind == "gaugehistogram":
+        elif metric.kind in m.HISTOGRAM_KINDS:
             (buckets, total), (more, extra) = merged[labels], value
             merged[labels] = ([(le, n + k) for (le, n), (_, k) in zip(buckets, more)], total + extra)
         elif metric in m.NOT_ADDITIVE:
@@ -305,8 +307,9 @@ def _fold(metric: m.Metric, samples: list) -> list:
 
 def _family(metric: m.Metric, samples: list, namespaced: bool = False):
     labels = ("netns",) + metric.labels if namespaced and metric not in m.EXPORTER else metric.labels
-    if metric.kind == "gaugehistogram":
-        family = GaugeHistogramMetricFamily(metric.name, metric.help, labels=labels)
+    if metric.kind in m.HISTOGRAM_KINDS:
+        cls = GaugeHistogramMetricFamily if metric.kind == "gaugehistogram" else HistogramMetricFamily
+        family = cls(metric.name, metric.help, labels=labels)
         for labels, (buckets, total) in samples:
             family.add_metric(labels, buckets, total)
         return family

@@ -98,6 +98,6 @@ def without_own(samples: dict) -> dict:
 
 
 def series_count_of(exposition, metric):
-    suffixes = ("_bucket", "_gcount", "_gsum") if metric.kind == "gaugehistogram" else (
-        ("_total",) if metric.kind == "counter" else ("",))
+    suffixes = {"gaugehistogram": ("_bucket", "_gcount", "_gsum"), "histogram": ("_bucket", "_count", "_sum"),
+                "counter": ("_total",)}.get(metric.kind, ("",))
     return sum(1 for (name, _) in exposition.samples if name in {metric.name + s for s in suffixes})

@@ -27,7 +27,8 @@ class Samples:
 
 
 class Context:
-    """What collectors read from in one network namespace: its diag sockets, its /proc/net, and the options.
+    """What collectors read from in one network namespace: its diag sockets, its /proc/net, the options, and the
+    background objects collectors keep there (a destroy-event subscriber), closed with it.
 
     Dumps may run at once (parallel collection, and a collector's own parallel dumps): each takes a diag socket of
     its own from a small pool that grows to the most dumps run at once in this namespace. Sockets open in the
@@ -50,6 +51,7 @@ class Context:
         self._lock = threading.Lock()
         self._idle: List[DiagSocket] = []
         self._all: List[DiagSocket] = []
+        self._background: Dict[str, object] = {}  # name -> an object with close()
 
     def dump(self, request: bytes, layout: Layout, what: str, detail: Detail = NO_DETAIL) -> Tally:
         """The tally of one dump; raises DiagUnsupported, from memory while the last refusal is recent."""
@@ -105,10 +107,22 @@ class Context:
             with self._lock:
                 self._idle.append(diag)
 
+    def background(self, name: str, make: Callable[[], object]):
+        """The background object of that name, made by make() on first use: in the thread that asks, which is
+        inside this context's network namespace during a collection."""
+        with self._lock:  # collectors of one namespace may run at once
+            found = self._background.get(name)
+            if found is None:
+                found = self._background[name] = make()
+            return found
+
     def close(self) -> None:
         with self._lock:
             for diag in self._all:
                 diag.close()
+            for obj in self._background.values():
+                obj.close()
+            self._background.clear()
 
 
 class Collector:
@@ -120,6 +134,10 @@ class Collector:
 
     def collect(self, ctx: Context, out: Samples) -> None:
         raise NotImplementedError
+
+    def start(self, ctx: Context) -> None:
+        """Called once when a plan is built, with the exporter's own namespace's context: a collector that counts
+        between collections starts counting here (others need nothing)."""
 
 
 def dump_or_none(ctx: Context, out: Samples, request: bytes, layout: Layout, family: str, protocol: str,

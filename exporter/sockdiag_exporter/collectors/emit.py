@@ -111,9 +111,8 @@ def emit_tally(out: Samples, tally: Tally, split: Split, options: Options, liste
             continue
         emit_states(out, labels, counts, listen_state, options, queues)
         data = [entry for state, entry in entries if table is None or state_name(table, state) != listen_state]
-        # a distribution where there are data sockets; an empty one only for the core families' stream sockets,
-        # which the dashboards' heatmaps read (all of them in the full profile)
-        if queues and (data or options.full or (core and labels[1] == "stream")):
+        # a distribution where there are data sockets (empty ones too in the full profile)
+        if queues and (data or options.full):
             emit_histograms(out, labels, (e.hist for e in data if e.hist), tally.bounds,
                             (sum(e.row[1] for e in data), sum(e.row[2] for e in data)))
 

@@ -137,6 +137,12 @@ ETHERTYPES = {
 }
 
 
+# diag.flows numbers: family index, direction, outcome
+FLOW_FAMILIES = ("inet", "inet6")
+FLOW_DIRECTIONS = ("outbound", "inbound")
+FLOW_OUTCOMES = ("completed", "reset", "timeout", "refused", "unanswered")
+
+
 def state_name(table: dict, state: int) -> str:
     """The readable name of a state; numbers the table does not know become state_<n> (still bounded: a byte)."""
     return table.get(state) or f"state_{state}"

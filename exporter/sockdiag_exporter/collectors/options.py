@@ -13,6 +13,14 @@ class PortGroup(NamedTuple):
     remote: FrozenSet[int]
 
 
+class FlowOptions(NamedTuple):
+    """What the flows collector and its per-namespace subscribers read from the configuration (flows.*)."""
+
+    receive_buffer: int = 8 << 20
+    rtt_bounds: Tuple[float, ...] = ()  # seconds
+    max_listeners: int = 20
+
+
 class Options(NamedTuple):
     """What collectors read from the configuration."""
 
@@ -25,6 +33,7 @@ class Options(NamedTuple):
     histograms: FrozenSet[str] = frozenset()  # collectors whose sockets get queue histograms (detail.bounds)
     memory_fields: Tuple[int, ...] = tuple(range(c.SK_MEMINFO_VARS))  # SK_MEMINFO values exported, by index
     full: bool = True  # the full profile: every known state of every family with zeros, every fact repeated
+    flows: FlowOptions = FlowOptions()
 
     @classmethod
     def from_config(cls, config, cgroups=None) -> "Options":
@@ -36,9 +45,11 @@ class Options(NamedTuple):
             port_tables([(g.local, g.remote) for g in groups]) if groups else None,
             c.INET_DIAG_CGROUP_ID if cgroups else 0,
         )
+        flows = FlowOptions(config.flows.receive_buffer_bytes, config.flows.rtt_buckets, config.flows.max_listeners)
         return cls(detail, groups, frozenset(config.memory.collectors), config.listeners.max_series, cgroups,
                    config.cgroups.max_series, frozenset(config.histograms.collectors),
-                   tuple(sorted(MEMINFO_NAMES.index(f) for f in config.memory.fields)), config.profile == "full")
+                   tuple(sorted(MEMINFO_NAMES.index(f) for f in config.memory.fields)), config.profile == "full",
+                   flows)
 
     def detail_for(self, collector: str) -> Detail:
         """What this collector's dumps tally: no histogram buckets unless it is in histograms.collectors (the
