@@ -239,7 +239,8 @@ def main():
     if args.namespaces:
         from . import namespaces
 
-        result = namespaces.measure(args.namespaces, args.per_namespace, args.repeat, args.child_ehash)
+        result = namespaces.measure(args.namespaces, args.per_namespace, args.repeat, args.child_ehash,
+                                    os.path.abspath(args.baseline) if args.baseline else "")
         print(namespaces.report(result), flush=True)
         return
     results = []
