@@ -1,6 +1,7 @@
 """Scrape cost from 10k to 1M sockets, side by side with ss and node_exporter, measured in the same run.
 
     sudo .venv/bin/python -m bench [--sizes 10k,100k,1m] [--repeat 5] [--config FILE] [--out FILE]
+    sudo .venv/bin/python -m bench --churn 5k,10k,20k [--seconds 10] [--unprivileged] [--receive-buffer BYTES]
 
 For each size: build the population in a fresh namespace (bench/population.py), start sockdiag_exporter (default
 configuration) and node_exporter (tcpstat only) in it, then measure in rounds, each alternating every
@@ -79,12 +80,28 @@ def timed(argv: list) -> float:
     return time.perf_counter() - started
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far (clock ticks of /proc/<pid>/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_timed(pid: int, into: list, run) -> float:
+    """run()'s result (seconds); the CPU seconds process pid spent meanwhile appended to into."""
+    before = cpu_seconds(pid)
+    seconds = run()
+    into.append(cpu_seconds(pid) - before)
+    return seconds
+
+
 def rss_kb(pid: int) -> dict:
     fields = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status"))
     return {"rss_kb": int(fields["VmRSS"].split()[0]), "peak_kb": int(fields["VmHWM"].split()[0])}
 
 
-def measure(size: int, repeat: int, config: str, baseline: str = "", destinations: int = 0) -> dict:
+def measure(size: int, repeat: int, config: str, baseline: str = "", baseline_config: str = "",
+            destinations: int = 0) -> dict:
     ns = f"sdbench-{os.getpid()}"
     ours_url = f"http://127.0.0.1:{EXPORTER_PORT}/metrics"
     baseline_url = f"http://127.0.0.1:{BASELINE_PORT}/metrics"
@@ -98,8 +115,9 @@ def measure(size: int, repeat: int, config: str, baseline: str = "", destination
                             "--log.level=warn"] + ([f"--config.file={config}"] if config else []))
         node = start(ns, ["prometheus-node-exporter", "--collector.disable-defaults", "--collector.tcpstat",
                           f"--web.listen-address=127.0.0.1:{NODE_EXPORTER_PORT}"])
+        other_config = baseline_config or config
         other = start(ns, [sys.executable, "-m", "sockdiag_exporter", f"--web.listen-address=127.0.0.1:{BASELINE_PORT}",
-                           "--log.level=warn"] + ([f"--config.file={config}"] if config else []),
+                           "--log.level=warn"] + ([f"--config.file={other_config}"] if other_config else []),
                       baseline) if baseline else None
         agent = Agent(ns, config)
         try:
@@ -109,17 +127,21 @@ def measure(size: int, repeat: int, config: str, baseline: str = "", destination
                 wait_http(agent, baseline_url)
             runs = {
                 "kernel floor: tcp dumps": lambda: agent.ask("floor", "tcp"),
+                "kernel floor: every dump of a collection": lambda: agent.ask("floor", "all"),
                 "kernel floor: unix dump": lambda: agent.ask("floor", "unix"),
                 **{f"collector {name}": (lambda n=name: agent.ask("collect", n)) for name in COLLECTORS},
                 "collector tcp, port analysis due": lambda: agent.ask("analyze", "tcp"),
-                "sockdiag_exporter full scrape (HTTP)": lambda: agent.ask("get", ours_url),
+                "sockdiag_exporter full scrape (HTTP)": lambda: cpu_timed(daemon.pid, cpu["ours"],
+                                                                          lambda: agent.ask("get", ours_url)),
                 "ss -tan": lambda: timed(["ss", "-N", ns, "-tan"]),
                 "ss -xan": lambda: timed(["ss", "-N", ns, "-xan"]),
                 "node_exporter tcpstat scrape (HTTP)": lambda: agent.ask("get", node_url),
             }
             if other:
-                runs["baseline full scrape (HTTP)"] = lambda: agent.ask("get", baseline_url)
+                runs["baseline full scrape (HTTP)"] = lambda: cpu_timed(other.pid, cpu["baseline"],
+                                                                        lambda: agent.ask("get", baseline_url))
             samples = {name: [] for name in runs}
+            cpu = {"ours": [], "baseline": []}  # the daemon's CPU seconds per full scrape
             for _ in range(repeat):
                 for name, run in runs.items():
                     samples[name].append(run())
@@ -135,7 +157,7 @@ def measure(size: int, repeat: int, config: str, baseline: str = "", destination
                     proc.wait(timeout=30)
     return {"size": size, "population": summary, "repeat": repeat, "samples": samples,
             "concurrency": concurrency, "exporter_memory": memory, "node_exporter_memory": node_memory,
-            "baseline": baseline, "baseline_memory": baseline_memory}
+            "baseline": baseline, "baseline_memory": baseline_memory, "cpu_per_scrape": cpu}
 
 
 def med(result: dict, name: str) -> float:
@@ -161,12 +183,16 @@ def report(result: dict) -> str:
         f"exporter RSS {m['rss_kb'] / 1024:.1f} MB (peak {m['peak_kb'] / 1024:.1f} MB); node_exporter RSS "
         f"{nm['rss_kb'] / 1024:.1f} MB (peak {nm['peak_kb'] / 1024:.1f} MB)",
     ]
+    every = med(result, "kernel floor: every dump of a collection")
+    lines.append(f"        full scrape / every dump's kernel floor = {full / every:.2f}; exporter CPU per full scrape "
+                 f"{statistics.median(result['cpu_per_scrape']['ours']):.3f}s")
     if result.get("baseline"):
         b, bm = med(result, "baseline full scrape (HTTP)"), result["baseline_memory"]
         pairs = [x / y for x, y in zip(result["samples"]["sockdiag_exporter full scrape (HTTP)"],
                                        result["samples"]["baseline full scrape (HTTP)"])]
         lines.append(f"baseline {result['baseline']}: full scrape {b:.3f}s; this tree / baseline = {full / b:.2f} "
-                     f"(per round: {min(pairs):.2f} - {max(pairs):.2f}); baseline RSS {bm['rss_kb'] / 1024:.1f} MB")
+                     f"(per round: {min(pairs):.2f} - {max(pairs):.2f}); baseline RSS {bm['rss_kb'] / 1024:.1f} MB, "
+                     f"CPU per full scrape {statistics.median(result['cpu_per_scrape']['baseline']):.3f}s")
     return "\n".join(lines)
 
 
@@ -177,7 +203,9 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "latest.json"), help="JSON output")
     ap.add_argument("--config", default="", help="exporter configuration file (e.g. bench/memory-tcp.yml)")
     ap.add_argument("--baseline", default="",
-                    help="another checkout of the exporter: its full scrape is measured in the same rounds (A/B)")
+                    help="another checkout of the exporter (or this one): its full scrape is measured in the same rounds "
+                         "(A/B)")
+    ap.add_argument("--baseline-config", default="", help="the baseline's configuration file (default: --config's)")
     ap.add_argument("--destinations", type=int, default=0,
                     help="IPv4 client connections: half to one destination per worker, half spread over this many")
     ap.add_argument("--namespaces", type=int, default=0,
@@ -185,9 +213,27 @@ def main():
     ap.add_argument("--per-namespace", type=int, default=1000, help="sockets in each of --namespaces")
     ap.add_argument("--child-ehash", type=int, default=-1,
                     help="with --namespaces: set net.ipv4.tcp_child_ehash_entries for the run (per-namespace TCP hash)")
+    ap.add_argument("--churn", default="",
+                    help="instead: connection churn at these comma-separated rates (connections/s) through a "
+                         "namespace, and what the flows collector costs (see bench/churn.py)")
+    ap.add_argument("--seconds", type=float, default=10.0, help="with --churn: seconds of churn per rate")
+    ap.add_argument("--unprivileged", action="store_true", help="with --churn: the exporter runs as nobody")
+    ap.add_argument("--receive-buffer", type=int, default=0, help="with --churn: flows.receive_buffer_bytes")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench: run as root (it creates a network namespace and raises sysctls in it)")
+    if args.churn:
+        from . import churn
+
+        results = []
+        for rate in [parse_size(r) for r in args.churn.split(",")]:
+            print(f"== churn: {rate:,} connections/s for {args.seconds:g} s", flush=True)
+            results.append(churn.measure(rate, args.seconds, args.unprivileged, args.receive_buffer))
+        print(churn.report(results), flush=True)
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as f:
+            json.dump({"kernel": os.uname().release, "churn": results}, f, indent=1)
+        return
     if not shutil.which("prometheus-node-exporter"):
         print("bench: installing prometheus-node-exporter from Debian", flush=True)
         subprocess.run(["apt-get", "install", "-y", "-q", "prometheus-node-exporter"], check=True,
@@ -198,13 +244,16 @@ def main():
     if args.namespaces:
         from . import namespaces
 
-        result = namespaces.measure(args.namespaces, args.per_namespace, args.repeat, args.child_ehash)
+        result = namespaces.measure(args.namespaces, args.per_namespace, args.repeat, args.child_ehash,
+                                    os.path.abspath(args.baseline) if args.baseline else "")
         print(namespaces.report(result), flush=True)
         return
     results = []
     for size in [parse_size(s) for s in args.sizes.split(",")]:
         results.append(measure(size, args.repeat, os.path.abspath(args.config) if args.config else "",
-                               os.path.abspath(args.baseline) if args.baseline else "", args.destinations))
+                               os.path.abspath(args.baseline) if args.baseline else "",
+                               os.path.abspath(args.baseline_config) if args.baseline_config else "",
+                               args.destinations))
         print(report(results[-1]), flush=True)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:

@@ -2,7 +2,8 @@
 
     python -m bench.agent        (inside the namespace; one command per line on stdin, one JSON line back)
 
-floor tcp|unix          seconds to receive the tcp (IPv4 and IPv6) or unix dumps with no decoding at all
+floor tcp|unix|all      seconds to receive the tcp (IPv4 and IPv6) or unix dumps, or every dump one collection makes
+                        (one after another), with no decoding at all
 collect NAME            seconds one collector takes in-process (configuration: $SOCKDIAG_BENCH_CONFIG or defaults)
 analyze NAME            the same, with what collectors keep between collections forgotten first: the tcp
                         collector's ephemeral-port analysis (done once a minute by default) is then due
@@ -17,6 +18,8 @@ import struct
 import sys
 import threading
 import time
+import http.client
+import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "exporter"))
@@ -25,8 +28,10 @@ from sockdiag_exporter.collectors import REGISTRY  # noqa: E402
 from sockdiag_exporter.collectors.base import Samples  # noqa: E402
 from sockdiag_exporter.config import Config, load  # noqa: E402
 from sockdiag_exporter.diag import requests  # noqa: E402
-from sockdiag_exporter.diag.netlink import DiagStats  # noqa: E402
+from sockdiag_exporter.collectors.base import Context  # noqa: E402
+from sockdiag_exporter.diag.netlink import DiagSocket, DiagStats, open_netlink  # noqa: E402
 from sockdiag_exporter.plan import build_plan  # noqa: E402
+from sockdiag_exporter.scrape import Scraper  # noqa: E402
 
 FLOOR_REQUESTS = {
     "tcp": [requests.inet(socket.AF_INET, socket.IPPROTO_TCP), requests.inet(socket.AF_INET6, socket.IPPROTO_TCP)],
@@ -38,21 +43,49 @@ def floor(which: str) -> float:
     """Receive the dumps and look only for NLMSG_DONE: the kernel's share of a collection."""
     buf = bytearray(1 << 20)
     started = time.perf_counter()
-    for req in FLOOR_REQUESTS[which]:
+    for req in (ALL_REQUESTS if which == "all" else FLOOR_REQUESTS[which]):
         s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 4)
         s.setsockopt(socket.SOL_SOCKET, 33, 1 << 20)  # SO_RCVBUFFORCE
         s.bind((0, 0))
+        s.settimeout(30)
         s.send(struct.pack("=IHHII", 16 + len(req), 20, 0x301, 1, 0) + req)
         while True:
             n = s.recv_into(buf)
             if n >= 20 and struct.unpack_from("=IH", buf, n - 20) == (20, 3):
-                break
+                break  # NLMSG_DONE ends the dump
+            if n >= 16 and struct.unpack_from("=IH", buf, 0) == (n, 2):
+                break  # NLMSG_ERROR alone: a family this kernel lacks
         s.close()
     return time.perf_counter() - started
 
 
-CONTEXT = build_plan(load(os.environ["SOCKDIAG_BENCH_CONFIG"]) if os.environ.get("SOCKDIAG_BENCH_CONFIG")
-                     else Config(), DiagStats()).own
+CONFIG = load(os.environ["SOCKDIAG_BENCH_CONFIG"]) if os.environ.get("SOCKDIAG_BENCH_CONFIG") else Config()
+CONTEXT = build_plan(CONFIG, DiagStats()).own
+
+
+def requests_of_a_collection() -> list:
+    """Every dump request one collection with CONFIG makes, in order (recorded by running one)."""
+    sent = []
+
+    class Recording:
+        def __init__(self, size, timeout):
+            self.sock = open_netlink(size, timeout)
+
+        def send(self, data):
+            sent.append(bytes(data[16:]))
+            return self.sock.send(data)
+
+        def __getattr__(self, name):
+            return getattr(self.sock, name)
+
+    plan = build_plan(CONFIG, DiagStats())
+    context = Context(lambda: DiagSocket(connect=Recording), options=plan.own.options)
+    Scraper(plan._replace(own=context), DiagStats()).collect()
+    plan.close()
+    return list(dict.fromkeys(sent))
+
+
+ALL_REQUESTS = requests_of_a_collection()
 
 
 def collect(name: str) -> float:
@@ -66,9 +99,20 @@ def analyze(name: str) -> float:
     return collect(name)
 
 
-def get(url: str) -> float:
+def get(url: str, source: str = "") -> float:
+    """Seconds to fetch url completely (from the loopback address source, when given)."""
+    parts = urllib.parse.urlsplit(url)
     started = time.perf_counter()
-    urllib.request.urlopen(url, timeout=120).read()
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120,
+                                      source_address=(source, 0) if source else None)
+    try:
+        conn.request("GET", parts.path)
+        response = conn.getresponse()
+        response.read()
+        if response.status != 200:
+            raise RuntimeError(f"{url}: HTTP {response.status}")
+    finally:
+        conn.close()
     return time.perf_counter() - started
 
 
@@ -86,11 +130,12 @@ def concurrent(url: str, n: int) -> dict:
     barrier = threading.Barrier(n)
     times = []
 
-    def one():
+    def one(source):
         barrier.wait()
-        times.append(get(url))
+        times.append(get(url, source))
 
-    threads = [threading.Thread(target=one) for _ in range(n)]
+    # from ten loopback addresses: the exporter caps the connections of one client (web.max_connections_per_client)
+    threads = [threading.Thread(target=one, args=(f"127.0.0.{2 + i % 10}",)) for i in range(n)]
     for t in threads:
         t.start()
     for t in threads:

@@ -30,7 +30,8 @@ def series(body: bytes) -> int:
     return sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
 
 
-def measure(count: int, per_namespace: int, repeat: int, child_ehash: int = -1) -> dict:
+def measure(count: int, per_namespace: int, repeat: int, child_ehash: int = -1, baseline: str = "") -> dict:
+    """baseline: another checkout of the exporter, measured with the same namespaces in the same rounds."""
     prefix = f"sdbenchns-{os.getpid()}"
     names = [f"{prefix}-{i:03d}" for i in range(count)]
     workers, daemons = [], []
@@ -57,31 +58,38 @@ def measure(count: int, per_namespace: int, repeat: int, child_ehash: int = -1) 
         os.makedirs(os.path.dirname(config), exist_ok=True)
         with open(config, "w") as f:
             f.write(f"namespaces: {{named: true, include: ['{prefix}-*'], max_namespaces: {count + 1}}}\n")
-        results = {}
-        for label, args, port in (("own namespace only", [], PORT), (f"{count} namespaces", [f"--config.file={config}"],
-                                                                    PORT + 1)):
-            daemon = subprocess.Popen([sys.executable, "-m", "sockdiag_exporter", f"--web.listen-address=127.0.0.1:{port}",
-                                       "--log.level=warn", *args], env=dict(os.environ, PYTHONPATH=os.path.join(ROOT,
-                                                                                                                 "exporter")))
-            daemons.append(daemon)
-            url = f"http://127.0.0.1:{port}/metrics"
+        variants = [("own namespace only", [], ROOT), (f"{count} namespaces", [f"--config.file={config}"], ROOT)]
+        if baseline:
+            variants.append((f"{count} namespaces, baseline", [f"--config.file={config}"], baseline))
+        urls = {}
+        for index, (label, args, tree) in enumerate(variants):  # all started first, then measured round by round
+            port = PORT + index
+            daemons.append(subprocess.Popen(
+                [sys.executable, "-m", "sockdiag_exporter", f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn",
+                 *args], cwd=tree, env=dict(os.environ, PYTHONPATH=os.path.join(tree, "exporter"))))
+            urls[label] = f"http://127.0.0.1:{port}/metrics"
             for _ in range(300):
                 try:
-                    scrape(url)
+                    scrape(urls[label])
                     break
                 except OSError:
                     time.sleep(0.1)
-            times, body = [], b""
-            for _ in range(repeat):
-                elapsed, body = scrape(url)
-                times.append(elapsed)
+        times = {label: [] for label in urls}
+        bodies = {}
+        for _ in range(repeat):
+            for label, url in urls.items():
+                elapsed, bodies[label] = scrape(url)
+                times[label].append(elapsed)
+        results = {}
+        for (label, _, _), daemon in zip(variants, daemons):
             fields = dict(line.split(":", 1) for line in open(f"/proc/{daemon.pid}/status"))
             durations = {}
-            for line in body.decode().splitlines():
+            for line in bodies[label].decode().splitlines():
                 if line.startswith("sockdiag_scrape_collector_duration_seconds{"):
                     durations[line.split('"')[1]] = float(line.split()[-1])
-            results[label] = {"median": statistics.median(times), "min": min(times), "max": max(times),
-                              "series": series(body), "rss_kb": int(fields["VmRSS"].split()[0]),
+            results[label] = {"median": statistics.median(times[label]), "min": min(times[label]),
+                              "max": max(times[label]), "series": series(bodies[label]),
+                              "rss_kb": int(fields["VmRSS"].split()[0]),
                               "collectors_s": round(sum(durations.values()), 3),
                               "slowest_collectors": sorted(durations.items(), key=lambda kv: -kv[1])[:4]}
         return {"namespaces": count, "per_namespace": per_namespace, "child_ehash": child_ehash,
@@ -107,8 +115,13 @@ def report(result: dict) -> str:
     ehash = result["child_ehash"]
     lines = [f"\n{result['namespaces']} namespaces x {result['per_namespace']} sockets, "
              f"{'the host' + chr(39) + 's shared' if ehash < 0 else str(ehash) + '-entry per-namespace'} TCP hash"]
-    for label, r in result["results"].items():
+    results = result["results"]
+    for label, r in results.items():
         lines.append(f"{label:24s} full scrape median {r['median']:.3f}s [{r['min']:.3f}-{r['max']:.3f}]  "
                      f"{r['series']} series  RSS {r['rss_kb'] / 1024:.1f} MB  collectors {r['collectors_s']}s "
                      f"(slowest: {', '.join(f'{n} {t:.3f}s' for n, t in r['slowest_collectors'])})")
+    ours = results.get(f"{result['namespaces']} namespaces")
+    theirs = results.get(f"{result['namespaces']} namespaces, baseline")
+    if ours and theirs:
+        lines.append(f"this tree / baseline: {ours['median'] / theirs['median']:.2f}")
     return "\n".join(lines)

@@ -109,6 +109,13 @@ def timeseries_panel(title, description, targets, unit, *, stack=False, steps=GR
     return panel
 
 
+def against_threshold(title, description, expr, legend, threshold, unit) -> timeseries.Panel:
+    """A timeseries of expr with the alert's threshold (a PromQL expression over sockdiag:threshold:*) as a dashed
+    red line."""
+    return timeseries_panel(title, description, [query(expr, legend), query(threshold, "alert threshold")], unit,
+                            overrides=[dashed("alert threshold")])
+
+
 def _last_value():
     return c.ReduceDataOptions().calcs(["lastNotNull"]).fields("").values(False)
 
@@ -155,15 +162,16 @@ def state_timeline_panel(title, description, expr, legend, unit, mappings) -> st
             .tooltip(c.VizTooltipOptions().mode(common.TooltipDisplayMode.SINGLE).sort(common.SortOrder.NONE)))
 
 
-def heatmap_panel(title, description, selector) -> heatmap.Panel:
+def heatmap_panel(title, description, selector, *, unit="bytes", rate=False) -> heatmap.Panel:
     """A heatmap of a gauge histogram: the current per-socket distribution over time (buckets are cumulative,
-    Grafana takes the differences)."""
-    target = query(f"sum by (le) ({selector})", "{{le}}", fmt=PromQueryFormat.HEATMAP)
+    Grafana takes the differences); with rate, of a histogram's counters: observations per second by bucket."""
+    inner = f"rate({selector}[$__rate_interval])" if rate else selector
+    target = query(f"sum by (le) ({inner})", "{{le}}", fmt=PromQueryFormat.HEATMAP)
     return (_panel(heatmap.Panel(), title, description, [target], "short")
             .scale_distribution(c.ScaleDistributionConfig().type(common.ScaleDistribution.LINEAR))
             .hide_from(c.HideSeriesConfig().legend(False).tooltip(False).viz(False))
             .calculate(False)
-            .y_axis(heatmap.YAxisConfig().axis_placement(common.AxisPlacement.LEFT).unit("bytes").reverse(False))
+            .y_axis(heatmap.YAxisConfig().axis_placement(common.AxisPlacement.LEFT).unit(unit).reverse(False))
             .rows_frame(heatmap.RowsHeatmapOptions().layout(common.HeatmapCellLayout.LE))
             .cell_values(heatmap.CellValues().unit("short"))
             .color(heatmap.HeatmapColorOptions().mode(heatmap_model.HeatmapColorMode.SCHEME).scheme("Oranges")
@@ -215,6 +223,23 @@ def listen_overflows(title: str, description: str) -> timeseries.Panel:
               "{{instance}} {{netns}} overflows"),
         query(f"sum by (instance, netns) (rate(sockdiag_tcp_listen_drops_total{{{SOCKETS}}}[$__rate_interval]))",
               "{{instance}} {{netns}} drops")], "cps")
+
+
+def connections_per_listener(description: str, selector: str = SOCKETS) -> timeseries.Panel:
+    """Inbound TCP connections closed per second, per listening address and outcome (the flows collector)."""
+    return timeseries_panel(
+        "Connections closed per listener", description,
+        [query(f"sum by (address, outcome) (rate(sockdiag_listener_tcp_connections_closed_total{{{selector}}}"
+               "[$__rate_interval]))", "{{address}} {{outcome}}")], "cps", legend_table=True)
+
+
+def closed_bytes(title, description, metric, by, selector) -> timeseries.Panel:
+    """Bytes per second sent (acknowledged) and received through TCP connections when they close (the flows
+    collector): metric is the counter's name with {way} for sent or received; by the labels to keep."""
+    legend = " ".join("{{%s}}" % label for label in by.split(", "))
+    return timeseries_panel(title, description, [
+        query(f"sum by ({by}) (rate({metric.format(way=way)}{{{selector}}}[$__rate_interval]))", f"{legend} {way}")
+        for way in ("sent", "received")], "Bps")
 
 
 # --- Variables ---------------------------------------------------------------------------------------------

@@ -27,7 +27,10 @@ from builders import (
     WARN_AT_80_PERCENT,
     Layout,
     accept_queues_by_protocol,
+    against_threshold,
+    closed_bytes,
     common_variables,
+    connections_per_listener,
     dashed,
     fullest_listeners,
     half_open,
@@ -116,39 +119,31 @@ def overview() -> Layout:
                            "growth (a process leaking connections to a local daemon).",
                            [query(f'sum by (socket_type, state) (sockdiag_sockets{{{SOCKETS}, family="unix"}})',
                                   "{{socket_type}} {{state}}")], "short", stack=True), 6, 8)
-    d.add(timeseries_panel("Ephemeral ports: the busiest destination", "Share of the ephemeral port range (less the "
-                           "reserved ports) in use towards the busiest destination (local address, remote address and "
-                           "port), TIME_WAIT included, per instance and family. Bad: approaching the dashed threshold "
-                           "(alert SockdiagEphemeralPortsNearExhaustion); at 100% connect() to it fails with "
-                           "EADDRNOTAVAIL.",
-                           [query("max by (instance, netns, family) "
-                                  f"(sockdiag_ephemeral_port_usage_ratio{{{SOCKETS}}})", "{{instance}} {{netns}} "
-                                  "{{family}}"),
-                            query("sockdiag:threshold:ephemeral_port_usage_ratio", "alert threshold")],
-                           "percentunit", overrides=[dashed("alert threshold")]), 8, 8)
-    d.add(timeseries_panel("CLOSE_WAIT per instance", "Sockets in CLOSE_WAIT per instance and protocol against "
-                           "the alert threshold. Bad: a line that only goes up (the application never closes them).",
-                           [query("sum by (instance, protocol) (" + inet('state="close_wait"') + ")",
-                                  "{{instance}} {{protocol}}"),
-                            query("sockdiag:threshold:close_wait_sockets", "alert threshold")],
-                           "short", overrides=[dashed("alert threshold")]), 8, 8)
-    d.add(timeseries_panel("TCP orphans (FIN_WAIT1, CLOSING, LAST_ACK)", "TCP sockets in the states orphans are in "
-                           "(an upper bound of the kernel's orphan count) against 80% of the assumed "
-                           "net.ipv4.tcp_max_orphans. Bad: approaching the threshold: the kernel then resets closing "
-                           "connections.",
-                           [query(f"sum by (instance) (instance:sockdiag_tcp_orphan_states:sum{{{SOCKETS}}})",
-                                  "{{instance}}"),
-                            query("sockdiag:threshold:tcp_max_orphans * sockdiag:threshold:kernel_limit_fraction",
-                                  "alert threshold")],
-                           "short", overrides=[dashed("alert threshold")]), 8, 8)
-    d.add(timeseries_panel("TIME_WAIT budget", "TIME_WAIT minisockets (time_wait, and fin_wait2 after close) as a "
-                           "share of net.ipv4.tcp_max_tw_buckets per instance. Bad: approaching the dashed threshold "
-                           "(alert SockdiagTimeWaitBucketsNearLimit): past the limit closing connections skip "
-                           "TIME_WAIT.",
-                           [query(f"instance:sockdiag_tcp_timewait_buckets:usage_ratio{{{SOCKETS}}}",
-                                  "{{instance}} {{netns}}"),
-                            query("sockdiag:threshold:kernel_limit_fraction", "alert threshold")],
-                           "percentunit", overrides=[dashed("alert threshold")]), 12, 8)
+    d.add(against_threshold("Ephemeral ports: the busiest destination", "Share of the ephemeral port range (less the "
+                            "reserved ports) in use towards the busiest destination (local address, remote address "
+                            "and port), TIME_WAIT included, per instance and family. Bad: approaching the dashed "
+                            "threshold (alert SockdiagEphemeralPortsNearExhaustion); at 100% connect() to it fails "
+                            "with EADDRNOTAVAIL.",
+                            "max by (instance, netns, family) "
+                            f"(sockdiag_ephemeral_port_usage_ratio{{{SOCKETS}}})", "{{instance}} {{netns}} {{family}}",
+                            "sockdiag:threshold:ephemeral_port_usage_ratio", "percentunit"), 8, 8)
+    d.add(against_threshold("CLOSE_WAIT per instance", "Sockets in CLOSE_WAIT per instance and protocol against "
+                            "the alert threshold. Bad: a line that only goes up (the application never closes them).",
+                            "sum by (instance, protocol) (" + inet('state="close_wait"') + ")",
+                            "{{instance}} {{protocol}}", "sockdiag:threshold:close_wait_sockets", "short"), 8, 8)
+    d.add(against_threshold("TCP orphans (FIN_WAIT1, CLOSING, LAST_ACK)", "TCP sockets in the states orphans are in "
+                            "(an upper bound of the kernel's orphan count) against 80% of the assumed "
+                            "net.ipv4.tcp_max_orphans. Bad: approaching the threshold: the kernel then resets closing "
+                            "connections.",
+                            f"sum by (instance) (instance:sockdiag_tcp_orphan_states:sum{{{SOCKETS}}})", "{{instance}}",
+                            "sockdiag:threshold:tcp_max_orphans * sockdiag:threshold:kernel_limit_fraction",
+                            "short"), 8, 8)
+    d.add(against_threshold("TIME_WAIT budget", "TIME_WAIT minisockets (time_wait, and fin_wait2 after close) as a "
+                            "share of net.ipv4.tcp_max_tw_buckets per instance. Bad: approaching the dashed threshold "
+                            "(alert SockdiagTimeWaitBucketsNearLimit): past the limit closing connections skip "
+                            "TIME_WAIT.",
+                            f"instance:sockdiag_tcp_timewait_buckets:usage_ratio{{{SOCKETS}}}", "{{instance}} {{netns}}",
+                            "sockdiag:threshold:kernel_limit_fraction", "percentunit"), 12, 8)
     d.add(timeseries_panel("TIME_WAIT minisockets by state", "Closed connections the kernel keeps as TIME_WAIT "
                            "minisockets, per instance and state: time_wait, and fin_wait2 of connections closed "
                            "before the peer's FIN (a fin_wait2 socket still open is not one). Bad: fin_wait2 "
@@ -172,13 +167,10 @@ def overview() -> Layout:
     d.add(heatmap_panel("TCP receive queue depth", "How many TCP data sockets have how many unread bytes (per-socket "
                         "gauge histogram). Bad: sockets moving into the upper buckets (above 1 MiB: alert "
                         "SockdiagReceiveQueueBacklog).",
-                        f'sockdiag_socket_receive_queue_bytes_bucket{{{SOCKETS}, protocol="tcp"}}'), 8, 8)
+                        f'sockdiag_socket_receive_queue_bytes_bucket{{{SOCKETS}, protocol="tcp"}}'), 12, 8)
     d.add(heatmap_panel("TCP send queue depth", "How many TCP data sockets have how many unacknowledged bytes. Bad: "
                         "many sockets in the upper buckets: slow peers or a congested path.",
-                        f'sockdiag_socket_send_queue_bytes_bucket{{{SOCKETS}, protocol="tcp"}}'), 8, 8)
-    d.add(heatmap_panel("UDP receive queue depth", "How many UDP and UDP-Lite sockets hold how much queued datagram "
-                        "memory. Bad: sockets in the upper buckets: a full buffer drops datagrams.",
-                        f'sockdiag_socket_receive_queue_bytes_bucket{{{SOCKETS}, protocol=~"udp|udplite"}}'), 8, 8)
+                        f'sockdiag_socket_send_queue_bytes_bucket{{{SOCKETS}, protocol="tcp"}}'), 12, 8)
     d.add(timeseries_panel("Sockets with more than 1 MiB unread", "Data sockets whose receive queue holds more than "
                            "1 MiB, per instance, family and protocol. Bad: any that stay for minutes (alert "
                            "SockdiagReceiveQueueBacklog after 15m).",
@@ -195,29 +187,13 @@ def overview() -> Layout:
     d.add(timeseries_panel("Receive memory", "Memory held by received data (SK_MEMINFO rmem_alloc) per family and "
                            "protocol, for the collectors in memory.collectors. Bad: sustained growth.",
                            [query(f"sum by (family, protocol) (sockdiag_receive_memory_bytes{{{SOCKETS}}})",
-                                  "{{family}} {{protocol}}")], "bytes"), 8, 8)
+                                  "{{family}} {{protocol}}")], "bytes"), 12, 8)
     d.add(timeseries_panel("Receive memory / receive buffer", "Receive memory as a share of the summed receive buffer "
                            "limits (SO_RCVBUF) per family and protocol. Bad: near 100%: sockets are about to drop "
                            "incoming packets.",
                            [query(f"sum by (family, protocol) (sockdiag_receive_memory_bytes{{{SOCKETS}}}) / "
                                   f"sum by (family, protocol) (sockdiag_receive_buffer_bytes{{{SOCKETS}}})",
-                                  "{{family}} {{protocol}}")], "percentunit"), 8, 8)
-    d.add(timeseries_panel("Send memory", "Memory held by data being sent (wmem_alloc) and by send queues "
-                           "(wmem_queued) per family and protocol. Bad: sustained growth: receivers or the network "
-                           "are slow.",
-                           [query(f"sum by (family, protocol) (sockdiag_send_memory_bytes{{{SOCKETS}}})",
-                                  "{{family}} {{protocol}} allocated"),
-                            query(f"sum by (family, protocol) (sockdiag_send_queued_memory_bytes{{{SOCKETS}}})",
-                                  "{{family}} {{protocol}} queued")], "bytes"), 8, 8)
-    d.add(timeseries_panel("Reserved, option and backlog memory", "Forward-allocated memory, socket option memory "
-                           "and memory of packets in socket backlogs. Bad: backlog memory that stays above zero: "
-                           "packets arrive while the socket is busy faster than it drains them.",
-                           [query(f"sum by (protocol) (sockdiag_forward_alloc_bytes{{{SOCKETS}}})",
-                                  "{{protocol}} fwd_alloc"),
-                            query(f"sum by (protocol) (sockdiag_option_memory_bytes{{{SOCKETS}}})",
-                                  "{{protocol}} optmem"),
-                            query(f"sum by (protocol) (sockdiag_backlog_bytes{{{SOCKETS}}})", "{{protocol}} backlog")],
-                           "bytes"), 8, 8)
+                                  "{{family}} {{protocol}}")], "percentunit"), 12, 8)
     d.add(timeseries_panel("UDP receive errors", "Datagrams dropped per second because a receive buffer was full "
                            "(RcvbufErrors), and all undelivered datagrams (InErrors). Bad: anything above zero for "
                            "long: data loss (alert SockdiagUDPReceiveBufferErrors).",
@@ -227,12 +203,66 @@ def overview() -> Layout:
                             query(f"sum by (instance, family, protocol) (rate(sockdiag_udp_receive_errors_total"
                                   f"{{{SOCKETS}}}[$__rate_interval]))",
                                   "{{instance}} {{family}} {{protocol}} all errors")],
-                           "pps"), 8, 8)
+                           "pps"), 12, 8)
     d.add(timeseries_panel("Dropped packets on live sockets", "Sum of the lifetime drop counters of the sockets open "
                            "now (SK_MEMINFO drops), per family, protocol and state. A gauge: it falls when sockets "
                            "close. Bad: a rising line: a live socket is dropping packets.",
                            [query(f"sum by (family, protocol, state) (sockdiag_dropped_packets{{{SOCKETS}}})",
-                                  "{{family}} {{protocol}} {{state}}")], "short"), 8, 8)
+                                  "{{family}} {{protocol}} {{state}}")], "short"), 12, 8)
+
+    d.row("Connections")
+    closed = f"sockdiag_tcp_connections_closed_total{{{SOCKETS}}}"
+    d.add(timeseries_panel("Connections closed per second", "TCP connections that ended, by direction (inbound: "
+                           "accepted from a listener of this host) and outcome: completed, reset, timeout (gave up "
+                           "retransmitting), refused and unanswered (connects that failed). Counted when they close, "
+                           "from the kernel's destroy events (flows collector). Bad: a jump (a reconnect loop, a "
+                           "connection storm) or any outcome but completed rising.",
+                           [query(f"sum by (direction, outcome) (rate({closed}[$__rate_interval]))",
+                                  "{{direction}} {{outcome}}")], "cps", stack=True, legend_table=True), 8, 8)
+    d.add(connections_per_listener("Inbound TCP connections closed per second per listening address (the first "
+                                   "flows.max_listeners seen; later ones as \"other\") and outcome. Bad: a listener "
+                                   "whose resets or timeouts rise, or whose traffic collapses."), 8, 8)
+    d.add(against_threshold("Failed connects", "Share of the outbound TCP connects of each instance that failed "
+                            "(refused or unanswered) over 5 minutes, against the alert threshold. Bad: the line near "
+                            "or above the dashed threshold (alert SockdiagTCPConnectFailures): a dependency is down or "
+                            "unreachable.", f"instance:sockdiag_tcp_connect_failures:ratio_rate5m{{{SOCKETS}}}",
+                            "{{instance}} {{netns}}", "sockdiag:threshold:tcp_connect_failure_ratio", "percentunit"),
+          8, 8)
+    d.add(against_threshold("Retransmitted segments", "Segments retransmitted per segment sent by the TCP connections "
+                            "that closed, by direction (inbound: the path to this host's clients; outbound: to its "
+                            "dependencies), against the alert threshold. Bad: above the dashed line (alert "
+                            "SockdiagTCPRetransmissions): packets are lost on the way.",
+                            f"sum by (instance, direction) (rate(sockdiag_tcp_closed_retransmitted_segments_total"
+                            f"{{{SOCKETS}}}[$__rate_interval])) / sum by (instance, direction) "
+                            f"(rate(sockdiag_tcp_closed_sent_segments_total{{{SOCKETS}}}[$__rate_interval]))",
+                            "{{instance}} {{direction}}", "sockdiag:threshold:tcp_retransmission_ratio",
+                            "percentunit"), 8, 8)
+    d.add(timeseries_panel("Bytes per connection", "Bytes sent (acknowledged by the peer) and received per closed TCP "
+                           "connection, by direction. Bad: a sudden change in a steady workload (truncated responses, "
+                           "clients that connect and leave at once).",
+                           [query(f"sum by (direction) (rate(sockdiag_tcp_closed_{way}_bytes_total{{{SOCKETS}}}"
+                                  f"[$__rate_interval])) / sum by (direction) (rate({closed}[$__rate_interval]))",
+                                  "{{direction}} " + way) for way in ("sent", "received")], "bytes"), 8, 8)
+    d.add(heatmap_panel("RTT at close", "Smoothed round-trip time of TCP connections when they closed, per second by "
+                        "bucket (flows.rtt_buckets). Bad: the mass moving up: the network, or a peer, got slower.",
+                        f"sockdiag_tcp_closed_rtt_seconds_bucket{{{SOCKETS}}}", unit="s", rate=True), 8, 8)
+    d.add(closed_bytes("Bytes through closed connections", "Bytes per second sent (acknowledged) and received by "
+                       "the TCP connections that closed, by direction: counted at the close, so a long transfer "
+                       "shows when it ends. Bad: a drop to zero on a busy service.",
+                       "sockdiag_tcp_closed_{way}_bytes_total", "direction", SOCKETS), 8, 8)
+    d.add(timeseries_panel("UDP sockets closed per second", "UDP sockets closed per second (DNS lookups and other "
+                           "short-lived UDP users), by family. Bad: a jump without more traffic: a client creating a "
+                           "socket per request in a loop.",
+                           [query(f"sum by (family) (rate(sockdiag_udp_sockets_closed_total{{{SOCKETS}}}"
+                                  "[$__rate_interval]))", "{{family}}")], "ops"), 8, 8)
+    d.add(timeseries_panel("Destroy events and losses", "Destroy events the flows collector decoded per second, and "
+                           "the times the kernel dropped some because the exporter's receive buffer was full "
+                           "(overruns). Bad: any overrun: connections were not counted (raise "
+                           "flows.receive_buffer_bytes, or net.core.rmem_max for an unprivileged exporter).",
+                           [query(f"sum by (instance, netns) (rate(sockdiag_flow_events_total{{{SOCKETS}}}"
+                                  "[$__rate_interval]))", "{{instance}} {{netns}} events"),
+                            query(f"sum by (instance, netns) (rate(sockdiag_flow_event_overruns_total{{{SOCKETS}}}"
+                                  "[$__rate_interval]))", "{{instance}} {{netns}} overruns")], "ops"), 8, 8)
 
     d.row("Listeners")
     d.add(fullest_listeners("The 10 listening addresses with the fullest accept queues (length / limit). Bad: "
@@ -248,7 +278,8 @@ def overview() -> Layout:
     d.add(timeseries_panel("Listeners folded into address=\"other\"", "Listening sockets beyond listeners.max_series, "
                            "summed into address=\"other\" instead of reported one by one. Bad: above zero if you need "
                            "every listener individually: raise listeners.max_series.",
-                           [query(f"sum by (instance, family, protocol) (sockdiag_listeners_folded{{{SOCKETS}}})",
+                           [query(f"sum by (instance, family, protocol) (sockdiag_listeners_folded{{{SOCKETS}}}) "
+                                  "or on () vector(0)",  # no series while nothing is folded
                                   "{{instance}} {{family}} {{protocol}}")], "short"), 12, 8)
     d.add(listener_drops("The 10 listening addresses dropping the most SYNs and connections per second (their "
                          "sockets' drop counters). Bad: anything above zero (alert SockdiagListenerDropping): that "
@@ -293,6 +324,16 @@ def overview() -> Layout:
                            "sustained rise: that service's peers (or the network to them) are slow.",
                            [query(f"sum by (port_group, protocol) (sockdiag_port_group_send_queue_bytes{{{group}}})",
                                   "{{port_group}} {{protocol}}")], "bytes"), 8, 8)
+    d.add(timeseries_panel("Port group connections closed per second", "TCP connections of each port group that "
+                           "ended, by direction and outcome (flows collector). Bad: refused, unanswered, reset or "
+                           "timeout rising for one group: that service, or the path to it, fails.",
+                           [query(f"sum by (port_group, direction, outcome) (rate("
+                                  f"sockdiag_port_group_tcp_connections_closed_total{{{group}}}[$__rate_interval]))",
+                                  "{{port_group}} {{direction}} {{outcome}}")], "cps", legend_table=True), 12, 8)
+    d.add(closed_bytes("Port group bytes through closed connections", "Bytes per second sent (acknowledged) "
+                       "and received by each port group's TCP connections, counted when they close. Bad: a "
+                       "service's traffic collapsing.", "sockdiag_port_group_tcp_closed_{way}_bytes_total",
+                       "port_group, direction", group), 12, 8)
 
     d.row("Network namespaces, units and containers")
     one_ns = f'{EXPORTER}, netns=~"$netns"'
@@ -397,6 +438,13 @@ def listeners() -> Layout:
     d.add(half_open("The 10 listening addresses (of those chosen) with the most half-open connections (SYN_RECV). "
                     "Bad: a sudden rise (a SYN flood) or one that stays (clients that cannot complete the "
                     "handshake).", chosen), 12, 8)
+    d.add(connections_per_listener("Inbound TCP connections closed per second for the chosen listening addresses "
+                                   "(from the flows collector, the first flows.max_listeners addresses seen), by "
+                                   "outcome. Bad: resets or timeouts rising on one listener.", chosen), 12, 8)
+    d.add(closed_bytes("Bytes through each listener's closed connections", "Bytes per second sent "
+                       "(acknowledged by the clients) and received by the chosen listeners' connections, counted "
+                       "when they close. Bad: a listener's traffic collapsing while its connections go on.",
+                       "sockdiag_listener_tcp_closed_{way}_bytes_total", "address", chosen), 12, 8)
 
     one = f'{SOCKETS}, address=~"$address"'
     d.row("Listener $address", repeat="address")

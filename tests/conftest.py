@@ -46,8 +46,8 @@ def netns():
 def daemon(netns):
     started = []
 
-    def start(*args, tls=None):
-        d = Daemon(netns, *args, tls=tls)
+    def start(*args, tls=None, wrap=()):
+        d = Daemon(netns, *args, tls=tls, wrap=wrap)
         started.append(d)
         return d
 

@@ -127,3 +127,41 @@ def tipc_sock(sock_type: int, state: int, inode: int = 0, uid: int = 0, cookie: 
              + attr(TIPC_NLA_SOCK_TIPC_STATE, struct.pack("=I", state))
              + attr(TIPC_NLA_SOCK_COOKIE, struct.pack("=Q", cookie)))
     return attr(TIPC_NLA_SOCK | NLA_F_NESTED, inner)
+
+
+# linux/tcp.h struct tcp_info as a 6.18 kernel sends it (280 bytes): u8 x 8 (two of them bit fields), u32 x 24,
+# u64 x 4, u32 x 6, u64 x 4, u32 x 2, u64 x 2, u32 x 6, u16 x 2, u32 x 8, u16 x 2.
+TCP_INFO_FORMAT = "=8B24I4Q6I4Q2I2Q6I2H8I2H"
+TCP_INFO_NAMES = (
+    "state", "ca_state", "retransmits", "probes", "backoff", "options", "wscale", "app_limited_flags",
+    "rto", "ato", "snd_mss", "rcv_mss", "unacked", "sacked", "lost", "retrans", "fackets",
+    "last_data_sent", "last_ack_sent", "last_data_recv", "last_ack_recv", "pmtu", "rcv_ssthresh", "rtt", "rttvar",
+    "snd_ssthresh", "snd_cwnd", "advmss", "reordering", "rcv_rtt", "rcv_space", "total_retrans",
+    "pacing_rate", "max_pacing_rate", "bytes_acked", "bytes_received",
+    "segs_out", "segs_in", "notsent_bytes", "min_rtt", "data_segs_in", "data_segs_out",
+    "delivery_rate", "busy_time", "rwnd_limited", "sndbuf_limited", "delivered", "delivered_ce",
+    "bytes_sent", "bytes_retrans", "dsack_dups", "reord_seen", "rcv_ooopack", "snd_wnd", "rcv_wnd", "rehash",
+    "total_rto", "total_rto_recoveries", "total_rto_time", "received_ce", "delivered_e1_bytes",
+    "delivered_e0_bytes", "delivered_ce_bytes", "received_e1_bytes", "received_e0_bytes", "received_ce_bytes",
+    "accecn_fail_mode", "accecn_opt_seen",
+)
+TCP_INFO_SIZE = struct.calcsize(TCP_INFO_FORMAT)  # 280
+INET_DIAG_PAD = 14
+
+
+def tcp_info(length: int = TCP_INFO_SIZE, **fields) -> bytes:
+    """struct tcp_info with the given fields (the rest 0), cut to length bytes as an older kernel sends it."""
+    unknown = set(fields) - set(TCP_INFO_NAMES)
+    assert not unknown, unknown
+    return struct.pack(TCP_INFO_FORMAT, *(fields.get(name, 0) for name in TCP_INFO_NAMES))[:length]
+
+
+def destroy_event(family: int, protocol: int, sport: int = 0, dport: int = 0, rqueue: int = 0, wqueue: int = 0,
+                  attrs=None) -> bytes:
+    """A destroy event as sock_diag_broadcast_destroy sends it: nlmsghdr (seq 0, pid 0, flags 0) + inet_diag_msg
+    (state TCP_CLOSE) + attributes; attrs defaults to INET_DIAG_PROTOCOL (net/ipv4/inet_diag.c,
+    inet_diag_handler_get_info), the caller adds INET_DIAG_INFO for TCP."""
+    body = inet_diag_msg(family, 7, rqueue, wqueue, sport, dport)
+    if attrs is None:
+        attrs = [attr(INET_DIAG_PROTOCOL, bytes([protocol]))]
+    return nlmsg(body + b"".join(attrs), 0, flags=0)

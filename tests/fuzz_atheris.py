@@ -1,4 +1,5 @@
-"""Coverage-guided long fuzz run of the decoder and /proc parsers (libFuzzer through atheris).
+"""Coverage-guided long fuzz run of the decoders (dumps and destroy events) and /proc parsers (libFuzzer through
+atheris).
 
     .venv/bin/pip install atheris
     .venv/bin/python tests/fuzz_atheris.py -runs=1000000 -rss_limit_mb=512 [-max_total_time=SECONDS]
@@ -16,7 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "exporter"))
 
 with atheris.instrument_imports(include=["sockdiag_exporter"]):
-    from fuzzing import decoder_target, procfs_target
+    from fuzzing import decoder_target, events_target, procfs_target
 
 
 def one_input(data: bytes) -> None:
@@ -24,6 +25,8 @@ def one_input(data: bytes) -> None:
     choice = fdp.ConsumeIntInRange(0, 1023)
     if choice % 8 == 7:
         procfs_target(choice // 8, fdp.ConsumeUnicodeNoSurrogates(fdp.remaining_bytes()))
+    elif choice % 8 == 6:
+        events_target(choice // 8, fdp.ConsumeBytes(fdp.remaining_bytes()))
     else:
         decoder_target(choice, fdp.ConsumeBytes(fdp.remaining_bytes()))
 

@@ -1,6 +1,7 @@
 """Fuzz targets shared by the CI smoke test (test_fuzz.py, hypothesis) and the long run (fuzz_atheris.py).
 
-Only the diag layer's own DiagError may escape a target: any other exception, a hang or a crash is a bug.
+Only the diag layer's own DiagError may escape a target: any other exception, a hang or a crash is a bug. The
+destroy-event decoder lets nothing escape at all: a background thread runs it, and what it cannot read it counts.
 """
 
 import struct
@@ -9,6 +10,7 @@ from sockdiag_exporter.diag import constants as c
 from sockdiag_exporter.diag import requests
 from sockdiag_exporter.diag.decoder import RecordDecoder, counting_decoder
 from sockdiag_exporter.diag.errors import DiagError
+from sockdiag_exporter.diag.flows import FlowDecoder
 from sockdiag_exporter.diag.procfs import parse_inet_table, parse_pairs_table, parse_snmp6
 from sockdiag_exporter.diag.tally import NO_DETAIL, Detail, port_table, port_tables
 
@@ -45,6 +47,22 @@ def decoder_target(choice: int, data: bytes) -> None:
         pass
 
 
+def events_target(choice: int, data: bytes) -> None:
+    """data as destroy-event datagrams: one, or cut into recvmmsg slots at choice's boundaries; the tally must still
+    count every message it walked."""
+    decoder = FlowDecoder((100, 10000) if choice & 1 else (), DETAILS[1].port_groups if choice & 2 else None)
+    decoder.listen([(0, 80), (1, 443)])
+    if choice & 4:
+        decoder.feed(memoryview(bytearray(data) + bytes(64)), 0, len(data))
+    else:
+        slot = 16 + (choice >> 3) % 1024
+        count = max(1, -(-len(data) // slot))
+        backing = bytearray(data) + bytes(count * slot - len(data))
+        decoder.feed_slots(memoryview(backing), count, slot, [min(slot, len(data) - i * slot) for i in range(count)])
+    tally = decoder.tally
+    assert tally.malformed <= tally.events and tally.ignored <= tally.events
+
+
 def procfs_target(choice: int, text: str) -> None:
     """Parse text as /proc/net/raw (or udp ...), snmp/netstat, or snmp6."""
     try:
@@ -59,6 +77,18 @@ def nlmsg(mtype: int, flags: int, payload: bytes, seq: int = SEQ) -> bytes:
     """A netlink message as the kernel lays it out (used to build fuzz seeds)."""
     length = c.NLMSG_HDRLEN + len(payload)
     return struct.pack("=IHHII", length, mtype, flags, seq, 0) + payload + bytes(-length % 4)
+
+
+def event_seeds() -> list:
+    """A TCP destroy event as this kernel sends it (380 bytes) and a UDP one (96), to start mutating from."""
+    head = struct.pack("=BBBB", 2, 7, 0, 0) + struct.pack("!HH", 40000, 80) + bytes(64)
+    protocol = struct.pack("=HHB3x", 5, c.INET_DIAG_PROTOCOL, 6)
+    info = bytearray(280)
+    struct.pack_into("=I", info, 60, 65535)  # tcpi_pmtu
+    struct.pack_into("=Q", info, 120, 102)  # tcpi_bytes_acked
+    tcp = nlmsg(20, 0, head + protocol + struct.pack("=HH", 284, c.INET_DIAG_INFO) + bytes(info), seq=0)
+    udp = nlmsg(20, 0, head + struct.pack("=HHB3x", 5, c.INET_DIAG_PROTOCOL, 17), seq=0)
+    return [tcp, udp, tcp + udp]
 
 
 def seeds() -> list:

@@ -1,5 +1,6 @@
 """Test helpers: fresh network namespaces, threads inside them, the exporter's output, and ss as an oracle."""
 
+import contextlib
 import ctypes
 import http.client
 import os
@@ -22,6 +23,7 @@ from sockdiag_exporter.diag.netlink import DiagStats
 from sockdiag_exporter.plan import build_plan
 from sockdiag_exporter.scrape import RegistryAdapter, Scraper
 
+ROOT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -212,18 +214,27 @@ def scrape(ns: NetNS, *collectors: str, unprivileged: bool = False, config: dict
     return Exposition(ns.run(work))
 
 
-def make_scraper(config: dict = None, collectors=(), diag=None, proc=None) -> Scraper:
+def make_scraper(config: dict = None, collectors=(), make_diag=None, proc=None) -> Scraper:
     """A Scraper for the config (YAML as a dict), with only the given collectors (names or Collector objects) when
-    some are given, and diag (a DiagSocket) and proc (a ProcNet) instead of its own when given."""
+    some are given, and make_diag (makes a DiagSocket) and proc (a ProcNet) instead of its own when given."""
     stats = DiagStats()
-    plan = build_plan(from_dict(config or {}), stats)
+    config = dict(config or {})
+    names = {c for c in collectors if isinstance(c, str)}
+    if names:  # only those enabled, so that no other collector starts counting in the background (flows)
+        config["collectors"] = {name: name in names for name in REGISTRY}
+    plan = build_plan(from_dict(config), stats)
     if collectors:
         plan = plan._replace(collectors=tuple(REGISTRY[c] if isinstance(c, str) else c for c in collectors))
-    if diag is not None or proc is not None:
-        plan.own.close()
-        if diag is not None:
+    if make_diag is not None or proc is not None:
+        own = plan.own
+
+        def counted():
+            diag = make_diag()
             diag.stats = stats
-        plan = plan._replace(own=Context(diag or plan.own.diag, options=plan.own.options, proc=proc))
+            return diag
+
+        plan = plan._replace(own=Context(counted if make_diag else own.make_diag, options=own.options, proc=proc,
+                                         parallel=own.parallel_dumps))
     return Scraper(plan, stats)
 
 
@@ -255,6 +266,31 @@ def wait_until(predicate, timeout=5.0, interval=0.02):
             return True
         time.sleep(interval)
     return predicate()
+
+
+@contextlib.contextmanager
+def cgroup2_hierarchy(base, paths):
+    """A cgroup2 hierarchy mounted at base/cgroup2 (this host's own may be hybrid or v1) with the cgroups at paths
+    ("/kubepods.slice/..."); removed again afterwards. Yields the mount point (a pathlib.Path)."""
+    mount = base / "cgroup2"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "cgroup2", "none", str(mount)], check=True)
+    made = []
+    try:
+        for path in paths:
+            target = mount / path.lstrip("/")
+            target.mkdir(parents=True)
+            made.append(target)
+        yield mount
+    finally:
+        for target in made:
+            while target != mount:
+                try:
+                    target.rmdir()
+                except OSError:
+                    break
+                target = target.parent
+        subprocess.run(["umount", str(mount)], check=False)
 
 
 def settle(ns: "NetNS", timeout: float = 5.0) -> None:
@@ -293,11 +329,12 @@ PORT = 19965
 class Daemon:
     """The exporter as users run it: a subprocess in the namespace, spoken to over HTTP (or HTTPS) from inside."""
 
-    def __init__(self, ns, *args, tls=None):
+    def __init__(self, ns, *args, tls=None, wrap=()):
+        """wrap: a command that runs the exporter's command line given to it (e.g. in a private mount namespace)."""
         self.ns = ns
         self.tls = tls  # an ssl.SSLContext for HTTPS
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns.name, sys.executable, "-m", "sockdiag_exporter",
+            ["ip", "netns", "exec", ns.name, *wrap, sys.executable, "-m", "sockdiag_exporter",
              f"--web.listen-address=127.0.0.1:{PORT}", *args],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
         self.lines = []  # the log so far, read as it comes so that tests can wait for a line

@@ -5,6 +5,7 @@ with one struct format per family, attributes are walked one by one into a dict,
 keyed by named fields. No runs, no lookup tables, no tricks. Slow and obviously right.
 """
 
+import re
 import socket
 import struct
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
@@ -217,3 +218,133 @@ def unix_listener(msg: dict) -> tuple:
         text = name.split(b"\0", 1)[0].decode("utf-8", "backslashreplace")
     length, limit = u32s(msg["attrs"].get(UNIX_DIAG_RQLEN), 2)
     return msg["type"], text, length, limit
+
+
+# --- destroy events (flows) ---
+
+TCP_INFO_FORMAT = "=8B24I4Q6I4Q2I2Q6I2H8I2H"  # struct tcp_info of a 6.18 kernel, 280 bytes (see diagmsg.py)
+TCP_INFO_NAMES = (
+    "state", "ca_state", "retransmits", "probes", "backoff", "options", "wscale", "flags", "rto", "ato", "snd_mss",
+    "rcv_mss", "unacked", "sacked", "lost", "retrans", "fackets", "last_data_sent", "last_ack_sent",
+    "last_data_recv", "last_ack_recv", "pmtu", "rcv_ssthresh", "rtt", "rttvar", "snd_ssthresh", "snd_cwnd",
+    "advmss", "reordering", "rcv_rtt", "rcv_space", "total_retrans", "pacing_rate", "max_pacing_rate",
+    "bytes_acked", "bytes_received", "segs_out", "segs_in", "notsent_bytes", "min_rtt", "data_segs_in",
+    "data_segs_out", "delivery_rate", "busy_time", "rwnd_limited", "sndbuf_limited", "delivered", "delivered_ce",
+    "bytes_sent", "bytes_retrans", "dsack_dups", "reord_seen", "rcv_ooopack", "snd_wnd", "rcv_wnd", "rehash",
+    "total_rto", "total_rto_recoveries", "total_rto_time", "received_ce", "delivered_e1_bytes", "delivered_e0_bytes",
+    "delivered_ce_bytes", "received_e1_bytes", "received_e0_bytes", "received_ce_bytes", "accecn_fail_mode",
+    "accecn_opt_seen",
+)
+NO_SAMPLE = 0xFFFFFFFF
+INET_DIAG_INFO, INET_DIAG_PROTOCOL = 2, 10
+AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP = 2, 10, 6, 17
+
+
+class Flows(NamedTuple):
+    """What the events tell: (family, direction, outcome) -> [connections, bytes_acked, bytes_received, segs_out,
+    segs_in, total_retrans, bytes_retrans]; (family, direction, outcome, local port) -> [connections, bytes_acked,
+    bytes_received] of inbound ones; (port group index, family, direction, outcome) -> the same; RTT bucket counts
+    and sums (microseconds) per direction; UDP sockets per family; messages, non-connections, unreadable ones."""
+
+    rows: Dict[tuple, List[int]]
+    listeners: Dict[tuple, List[int]]
+    groups: Dict[tuple, List[int]]
+    rtt: Dict[str, List[int]]
+    rtt_sum: Dict[str, int]
+    udp: Dict[str, int]
+    events: int
+    ignored: int
+    malformed: int
+
+
+def tcp_info(data: bytes) -> dict:
+    """Every field the kernel sent whole; a field it did not (an older kernel's shorter struct) is absent: 0, and
+    "no sample" for min_rtt."""
+    values, codes = {}, expand(TCP_INFO_FORMAT)
+    for i, name in enumerate(TCP_INFO_NAMES):
+        offset, size = struct.calcsize("=" + codes[:i]), struct.calcsize("=" + codes[i])
+        if offset + size <= len(data):
+            values[name] = struct.unpack_from("=" + codes[i], data, offset)[0]
+        else:
+            values[name] = NO_SAMPLE if name == "min_rtt" else 0
+    return values
+
+
+def expand(fmt: str) -> str:
+    """"=8B2I" -> "BBBBBBBBII": one letter per field."""
+    return "".join(letter * int(count or 1) for count, letter in re.findall(r"(\d*)([A-Za-z])", fmt[1:]))
+
+
+def outcome(msg: dict, info: dict) -> str:
+    """README's rules, as written there."""
+    established = (info["bytes_acked"] > 0 or info["bytes_received"] > 0 or info["snd_wnd"] > 0
+                   or info["min_rtt"] != NO_SAMPLE)
+    if established:
+        if msg["dport"] == 0:
+            return "reset"
+        if info["retransmits"] > 0:
+            return "timeout"
+        if msg["rqueue"] >= 2:
+            return "reset"
+        return "completed"
+    if msg["dport"] != 0:
+        return "refused" if info["segs_in"] > 0 else "unanswered"
+    return "unanswered" if info["retransmits"] > 0 else "refused"
+
+
+def decode_events(datagrams: Sequence[bytes], listening: set, bounds: Sequence[int] = (),
+                  port_groups: Sequence[Tuple[frozenset, frozenset]] = ()) -> Flows:
+    """listening: {(family name, port)}; bounds: RTT buckets in microseconds."""
+    result = Flows({}, {}, {}, {"outbound": [0] * (len(bounds) + 1), "inbound": [0] * (len(bounds) + 1)},
+                   {"outbound": 0, "inbound": 0}, {"inet": 0, "inet6": 0}, 0, 0, 0)
+    counts = {"events": 0, "ignored": 0, "malformed": 0}
+
+    def add(table, key, values):
+        row = table.setdefault(key, [0] * len(values))
+        for i, v in enumerate(values):
+            row[i] += v
+
+    for data in datagrams:
+        while len(data) >= 16:
+            length, mtype = struct.unpack_from("=IH", data)
+            counts["events"] += 1
+            if length < 16 or length > len(data):
+                counts["malformed"] += 1
+                break
+            payload, data = data[16:length], data[(length + 3) & ~3:]
+            if mtype != SOCK_DIAG_BY_FAMILY:
+                continue
+            if len(payload) < 72:
+                counts["malformed"] += 1
+                continue
+            msg = parse("inet", payload)
+            family = {AF_INET: "inet", AF_INET6: "inet6"}.get(msg["family"])
+            protocol = msg["attrs"].get(INET_DIAG_PROTOCOL, b"")
+            if family is None or not protocol:
+                counts["malformed"] += 1
+                continue
+            if protocol[0] == IPPROTO_UDP:
+                result.udp[family] += 1
+                continue
+            if protocol[0] != IPPROTO_TCP:
+                counts["ignored"] += 1
+                continue
+            info = tcp_info(msg["attrs"].get(INET_DIAG_INFO, b""))
+            if info["pmtu"] == 0:
+                counts["ignored"] += 1
+                continue
+            direction = "inbound" if (family, msg["sport"]) in listening else "outbound"
+            kind = outcome(msg, info)
+            add(result.rows, (family, direction, kind), [1, info["bytes_acked"], info["bytes_received"],
+                                                         info["segs_out"], info["segs_in"], info["total_retrans"],
+                                                         info["bytes_retrans"]])
+            if kind in ("completed", "reset", "timeout") and info["rtt"]:
+                result.rtt[direction][bucket(bounds, info["rtt"])] += 1
+                result.rtt_sum[direction] += info["rtt"]
+            volume = [1, info["bytes_acked"], info["bytes_received"]]
+            if direction == "inbound":
+                add(result.listeners, (family, direction, kind, msg["sport"]), volume)
+            for index, (local, remote) in enumerate(port_groups):
+                if msg["sport"] in local or msg["dport"] in remote:
+                    add(result.groups, (index, family, direction, kind), volume)
+    return result._replace(**counts)

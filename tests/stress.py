@@ -38,12 +38,12 @@ def load(ns: NetNS, daemon: Daemon, clients: int, duration: float) -> dict:
     errors, scrapes = [], [0]
     stop = time.monotonic() + duration
 
-    def client():
+    def client(source):
         import http.client
 
         while time.monotonic() < stop:
             try:
-                conn = http.client.HTTPConnection("127.0.0.1", 19965, timeout=30)
+                conn = http.client.HTTPConnection("127.0.0.1", 19965, timeout=30, source_address=(source, 0))
                 conn.request("GET", "/metrics")
                 response = conn.getresponse()
                 body = response.read()
@@ -54,7 +54,8 @@ def load(ns: NetNS, daemon: Daemon, clients: int, duration: float) -> dict:
             except Exception as e:  # every failure counts
                 errors.append(repr(e))
 
-    threads = [threading.Thread(target=ns.run, args=(client,)) for _ in range(clients)]
+    # Spread over 127.0.0.2-11 as scrapers on several hosts: the exporter caps connections per client address.
+    threads = [threading.Thread(target=ns.run, args=(client, f"127.0.0.{2 + i % 10}")) for i in range(clients)]
     for t in threads:
         t.start()
     for t in threads:

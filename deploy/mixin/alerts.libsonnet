@@ -166,6 +166,40 @@
             |||,
           ),
           alert(
+            'SockdiagTCPConnectFailures', 'warning',
+            |||
+              instance:sockdiag_tcp_connect_failures:ratio_rate5m
+                > on() group_left() sockdiag:threshold:tcp_connect_failure_ratio
+              and
+              instance:sockdiag_tcp_connects:rate5m
+                > on() group_left() sockdiag:threshold:tcp_connections_closed_per_second
+            |||,
+            '10m',
+            'Many outbound TCP connects fail.',
+            |||
+              For 10 minutes, {{ $value | humanizePercentage }} of the outbound TCP connects of {{ $labels.instance }}
+              have failed: refused (nothing listens there, or a firewall rejects them) or unanswered (the peer or the
+              path drops them). Clients see errors, or hang for their connect timeout.
+            |||,
+          ),
+          alert(
+            'SockdiagTCPRetransmissions', 'warning',
+            |||
+              instance:sockdiag_tcp_closed_retransmitted_segments:ratio_rate5m
+                > on() group_left() sockdiag:threshold:tcp_retransmission_ratio
+              and
+              instance:sockdiag_tcp_connections_closed:rate5m
+                > on() group_left() sockdiag:threshold:tcp_connections_closed_per_second
+            |||,
+            '15m',
+            'TCP connections retransmit much of what they send.',
+            |||
+              The TCP connections that closed on {{ $labels.instance }} retransmitted {{ $value | humanizePercentage }}
+              of the segments they sent over 15 minutes: packets are lost on the way (a congested or faulty link,
+              a full queue, a flapping route). Throughput drops and latency rises.
+            |||,
+          ),
+          alert(
             'SockdiagCollectorFailed', 'warning',
             'sockdiag_scrape_collector_success{%s} == 0' % selector,
             '15m',

@@ -39,6 +39,13 @@
       udp_receive_buffer_errors_per_second: 0,
       // SockdiagUDPReceiverDropping: datagrams one UDP receiver (local address) drops per second (0: any).
       udp_receiver_drops_per_second: 0,
+      // SockdiagTCPConnectFailures: share of outbound TCP connects that failed (refused or unanswered), 5m rate.
+      tcp_connect_failure_ratio: 0.1,
+      // SockdiagTCPRetransmissions: retransmitted segments per segment sent, over closed TCP connections, 5m rate.
+      tcp_retransmission_ratio: 0.02,
+      // Both: the least connections closing per second (outbound ones for SockdiagTCPConnectFailures) for a ratio
+      // to mean anything; below it the alerts stay quiet.
+      tcp_connections_closed_per_second: 1,
     },
   },
 }

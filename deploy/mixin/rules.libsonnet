@@ -30,6 +30,9 @@
           'receive_queue_backlog_sockets',
           'udp_receive_buffer_errors_per_second',
           'udp_receiver_drops_per_second',
+          'tcp_connect_failure_ratio',
+          'tcp_retransmission_ratio',
+          'tcp_connections_closed_per_second',
         ]],
       },
       {
@@ -100,6 +103,37 @@
           // Per listening address and per UDP receiver: their sockets' drop counters.
           rate5m('instance_address', 'sockdiag_listener_drops'),
           rate5m('instance_address', 'sockdiag_udp_receiver_drops'),
+          // Flows (closed TCP connections, from destroy events): connections closed per second, outbound connects
+          // that ended per second, the share of those that failed (refused or unanswered: 0 when none did,
+          // nothing without connects), and retransmitted segments per segment sent.
+          {
+            record: 'instance:sockdiag_tcp_connections_closed:rate5m',
+            expr: 'sum without (family, direction, outcome) (rate(sockdiag_tcp_connections_closed_total{%s}[5m]))'
+                  % selector,
+          },
+          {
+            record: 'instance:sockdiag_tcp_connects:rate5m',
+            expr: 'sum without (family, direction, outcome) '
+                  + '(rate(sockdiag_tcp_connections_closed_total{%s, direction="outbound"}[5m]))' % selector,
+          },
+          {
+            record: 'instance:sockdiag_tcp_connect_failures:ratio_rate5m',
+            expr: |||
+              (
+                sum without (family, direction, outcome) (rate(sockdiag_tcp_connections_closed_total{%(s)s, direction="outbound", outcome=~"refused|unanswered"}[5m]))
+                or
+                sum without (family, direction, outcome) (rate(sockdiag_tcp_connections_closed_total{%(s)s, direction="outbound"}[5m])) * 0
+              )
+              / sum without (family, direction, outcome) (rate(sockdiag_tcp_connections_closed_total{%(s)s, direction="outbound"}[5m]))
+            ||| % { s: selector },
+          },
+          {
+            record: 'instance:sockdiag_tcp_closed_retransmitted_segments:ratio_rate5m',
+            expr: |||
+              sum without (family, direction) (rate(sockdiag_tcp_closed_retransmitted_segments_total{%(s)s}[5m]))
+              / sum without (family, direction) (rate(sockdiag_tcp_closed_sent_segments_total{%(s)s}[5m]))
+            ||| % { s: selector },
+          },
         ],
       },
     ],

@@ -12,6 +12,7 @@ from typing import Any, Dict, Optional, Tuple
 import yaml
 
 from .collectors import REGISTRY
+from .diag.requests import MEMINFO_NAMES
 
 DEFAULT_PORT = 9965
 LOG_LEVELS = ("debug", "info", "warn", "error")
@@ -60,8 +61,12 @@ def _between(low, high):
     return check
 
 
-DEFAULT_BUCKETS = (0, 1024, 4096, 16384, 65536, 262144, 1 << 20, 4 << 20, 16 << 20)
+DEFAULT_BUCKETS = (0, 4096, 65536, 1 << 20, 16 << 20)
+FULL_BUCKETS = (0, 1024, 4096, 16384, 65536, 262144, 1 << 20, 4 << 20, 16 << 20)  # the full profile's
 MEMORY_CAPABLE = ("tcp", "udp", "udplite", "raw", "mptcp", "sctp", "dccp", "unix", "netlink", "packet")
+QUEUE_COLLECTORS = MEMORY_CAPABLE  # the collectors whose sockets report queue sizes
+MEMORY_FIELDS = MEMINFO_NAMES  # SK_MEMINFO_VARS, in the kernel's order
+PROFILES = ("default", "full")
 GROUP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
 
 
@@ -74,6 +79,21 @@ def _buckets(values: list) -> tuple:
     if any(b <= a for a, b in zip(values, values[1:])):
         raise ValueError("bounds must increase strictly")
     return tuple(values)
+
+
+DEFAULT_RTT_BUCKETS = (0.0001, 0.001, 0.01, 0.1, 1.0, 10.0)  # decades: 9 series per direction (series economy)
+FULL_RTT_BUCKETS = (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)  # the full profile's
+
+
+def _rtt_buckets(values: list) -> tuple:
+    if len(values) > 64:
+        raise ValueError("expected at most 64 bucket bounds (none: no histogram)")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.000001 <= v <= 3600:
+            raise ValueError(f"bound {v!r} is not a number of seconds from 0.000001 to 3600")
+    if any(b <= a for a, b in zip(values, values[1:])):
+        raise ValueError("bounds must increase strictly")
+    return tuple(float(v) for v in values)
 
 
 def _memory_collectors(values: list) -> tuple:
@@ -112,7 +132,10 @@ class WebConfig:
     telemetry_path: str = _opt("/metrics", _telemetry_path)
     config_file: str = _opt("", _optional_path)  # exporter-toolkit web configuration (TLS, auth); empty: none
     max_connections: int = _opt(256, _between(1, 100000))
-    read_timeout_seconds: float = _opt(10.0, _between(0.1, 3600))
+    max_connections_per_client: int = _opt(32, _between(1, 100000))  # per client address
+    read_timeout_seconds: float = _opt(10.0, _between(0.1, 3600))  # a request (head and body), TLS handshake too
+    idle_timeout_seconds: float = _opt(5.0, _between(0.1, 3600))  # a kept-alive connection between requests
+    write_timeout_seconds: float = _opt(10.0, _between(0.1, 3600))  # a response the client does not read
 
 
 @dataclass(frozen=True)
@@ -130,8 +153,32 @@ class NetlinkConfig:
 
 
 @dataclass(frozen=True)
+class CollectionConfig:
+    # threads that collect at once (dumps of different families and namespaces; IPv4 and IPv6 of a protocol):
+    # 0 = one per CPU the exporter may use (affinity, cgroup quota), at most MAX_AUTO_WORKERS; 1 = one at a time
+    workers: int = _opt(0, _between(0, 64))
+
+
+MAX_AUTO_WORKERS = 8
+
+
+@dataclass(frozen=True)
 class ListenersConfig:
     max_series: int = _opt(100, _between(0, 100000))
+
+
+def _queue_collectors(values: list) -> tuple:
+    for v in values:
+        if v not in QUEUE_COLLECTORS:
+            raise ValueError(f"{v!r} is not one of {', '.join(QUEUE_COLLECTORS)}")
+    return tuple(dict.fromkeys(values))
+
+
+def _memory_fields(values: list) -> tuple:
+    for v in values:
+        if v not in MEMORY_FIELDS:
+            raise ValueError(f"{v!r} is not one of {', '.join(MEMORY_FIELDS)}")
+    return tuple(dict.fromkeys(values))
 
 
 @dataclass(frozen=True)
@@ -149,11 +196,13 @@ class EphemeralPortsConfig:
 class HistogramsConfig:
     enabled: bool = _opt(True)
     buckets: tuple = _opt(DEFAULT_BUCKETS, _buckets)
+    collectors: tuple = _opt(("tcp", "unix"), _queue_collectors)  # whose sockets get queue histograms
 
 
 @dataclass(frozen=True)
 class MemoryConfig:
-    collectors: tuple = _opt(("udp", "udplite", "raw", "unix", "netlink", "packet"), _memory_collectors)
+    collectors: tuple = _opt(("udp", "udplite", "raw", "unix", "packet"), _memory_collectors)
+    fields: tuple = _opt(("rmem_alloc", "rcvbuf", "drops"), _memory_fields)  # the SK_MEMINFO values exported
 
 
 def _patterns(values: list) -> tuple:
@@ -186,6 +235,13 @@ class CgroupsConfig:
 
 
 @dataclass(frozen=True)
+class FlowsConfig:
+    receive_buffer_bytes: int = _opt(8 << 20, _between(65536, 1 << 30))  # the destroy-event socket's buffer
+    rtt_buckets: tuple = _opt(DEFAULT_RTT_BUCKETS, _rtt_buckets)  # seconds; empty: no RTT histogram
+    max_listeners: int = _opt(20, _between(0, 10000))  # listening addresses with their own flow series
+
+
+@dataclass(frozen=True)
 class PortGroup:
     local: tuple = _opt((), _ports)
     remote: tuple = _opt((), _ports)
@@ -196,6 +252,7 @@ class Config:
     web: WebConfig = field(default_factory=WebConfig)
     log: LogConfig = field(default_factory=LogConfig)
     netlink: NetlinkConfig = field(default_factory=NetlinkConfig)
+    collection: CollectionConfig = field(default_factory=CollectionConfig)
     collectors: Dict[str, bool] = field(default_factory=lambda: {name: True for name in REGISTRY})
     listeners: ListenersConfig = field(default_factory=ListenersConfig)
     udp_receivers: UdpReceiversConfig = field(default_factory=UdpReceiversConfig)
@@ -204,8 +261,12 @@ class Config:
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     port_groups: Dict[str, PortGroup] = field(default_factory=dict)
     series_budget: int = 0
+    # default: zero-valued series only where alerts and dashboards need them, lean histograms and memory; full:
+    # every known state of every family with zeros, histograms of every collector, every SK_MEMINFO field
+    profile: str = "default"
     namespaces: NamespacesConfig = field(default_factory=NamespacesConfig)
     cgroups: CgroupsConfig = field(default_factory=CgroupsConfig)
+    flows: FlowsConfig = field(default_factory=FlowsConfig)
 
     def enabled_collectors(self):
         return [REGISTRY[name] for name, on in self.collectors.items() if on]
@@ -292,17 +353,35 @@ def _port_groups(data: Any) -> Dict[str, PortGroup]:
     return groups
 
 
+def full_profile(config: "Config") -> "Config":
+    """config with the full profile's defaults: what a profile sets, keys given explicitly then override."""
+    return dataclasses.replace(
+        config, profile="full",
+        histograms=dataclasses.replace(config.histograms, buckets=FULL_BUCKETS, collectors=QUEUE_COLLECTORS),
+        memory=dataclasses.replace(config.memory, fields=MEMORY_FIELDS),
+        flows=dataclasses.replace(config.flows, rtt_buckets=FULL_RTT_BUCKETS))
+
+
 def from_dict(data: Any, base: Optional[Config] = None) -> Config:
     """Validate parsed YAML into a Config, on top of base (defaults when None)."""
     base = base or Config()
     data = _mapping(data, "config")
-    sections = {"web": WebConfig, "log": LogConfig, "netlink": NetlinkConfig, "listeners": ListenersConfig,
-                "udp_receivers": UdpReceiversConfig, "ephemeral_ports": EphemeralPortsConfig,
+    if "profile" in data:
+        profile = _scalar(data["profile"], str, "profile")
+        if profile not in PROFILES:
+            raise ConfigError(f"profile: {profile!r}: expected one of {', '.join(PROFILES)}")
+        if profile == "full":
+            base = full_profile(base)
+    sections = {"web": WebConfig, "log": LogConfig, "netlink": NetlinkConfig, "collection": CollectionConfig,
+                "listeners": ListenersConfig, "udp_receivers": UdpReceiversConfig,
+                "ephemeral_ports": EphemeralPortsConfig,
                 "histograms": HistogramsConfig, "memory": MemoryConfig, "namespaces": NamespacesConfig,
-                "cgroups": CgroupsConfig}
-    known = list(sections) + ["collectors", "port_groups", "series_budget"]
+                "cgroups": CgroupsConfig, "flows": FlowsConfig}
+    known = list(sections) + ["collectors", "port_groups", "series_budget", "profile"]
     values = {}
     for key, value in data.items():
+        if key == "profile":
+            continue  # applied first
         if key in sections:
             values[key] = _section(sections[key], value, key, getattr(base, key))
         elif key == "collectors":

@@ -10,7 +10,7 @@ GROUP_LABELS = ("port_group", "family", "protocol", "state")
 
 class Metric(NamedTuple):
     name: str
-    kind: str  # "gauge", "counter" (name without _total) or "gaugehistogram"
+    kind: str  # "gauge", "counter" (name without _total), "histogram" or "gaugehistogram"
     labels: Tuple[str, ...]
     help: str
 
@@ -130,9 +130,13 @@ SEND_QUEUE_HISTOGRAM = Metric(
     "sockdiag_socket_send_queue_bytes", "gaugehistogram", LISTEN_LABELS,
     "Distribution of the send queues of data sockets (every socket but listeners), one count per socket.",
 )
-MEMORY = tuple(
-    Metric(name, "gauge", SOCKET_LABELS, text + " Only for collectors listed in memory.collectors.")
-    for name, text in (
+def _several(kind: str, labels: Tuple[str, ...], suffix: str, named_texts) -> Tuple[Metric, ...]:
+    """Metrics of one kind and labels whose help texts end alike: (name, text) pairs."""
+    return tuple(Metric(name, kind, labels, text + suffix) for name, text in named_texts)
+
+
+MEMORY = _several(
+    "gauge", SOCKET_LABELS, " Only for collectors listed in memory.collectors.", (
         ("sockdiag_receive_memory_bytes", "Sum of memory held by received data (SK_MEMINFO rmem_alloc)."),
         ("sockdiag_receive_buffer_bytes", "Sum of receive buffer limits (SK_MEMINFO rcvbuf, SO_RCVBUF)."),
         ("sockdiag_send_memory_bytes", "Sum of memory held by data being sent (SK_MEMINFO wmem_alloc)."),
@@ -187,6 +191,68 @@ TCP_LISTEN_DROPS = Metric(
     "sockdiag_tcp_listen_drops", "counter", (),
     "SYNs or completed connections a TCP listener dropped, overflows included (TcpExt ListenDrops).",
 )
+FLOW_LABELS = ("family", "direction")
+TCP_CLOSED = Metric(
+    "sockdiag_tcp_connections_closed", "counter", FLOW_LABELS + ("outcome",),
+    "TCP connections closed (sock_diag destroy events), by direction (inbound: the local port was listening) and "
+    "outcome (completed, reset, timeout, refused, unanswered: see README).",
+)
+TCP_CLOSED_SUMS = _several(
+    "counter", FLOW_LABELS, " summed over closed TCP connections.", (
+        ("sockdiag_tcp_closed_sent_bytes", "Bytes the peer acknowledged (tcpi_bytes_acked; a SYN and a FIN count 1)"),
+        ("sockdiag_tcp_closed_received_bytes", "Bytes received (tcpi_bytes_received; a FIN counts 1)"),
+        ("sockdiag_tcp_closed_sent_segments", "Segments sent, retransmissions included (tcpi_segs_out)"),
+        ("sockdiag_tcp_closed_received_segments", "Segments received (tcpi_segs_in)"),
+        ("sockdiag_tcp_closed_retransmitted_segments", "Segments retransmitted (tcpi_total_retrans)"),
+        ("sockdiag_tcp_closed_retransmitted_bytes", "Bytes retransmitted (tcpi_bytes_retrans)"),
+    )
+)
+TCP_CLOSED_RTT = Metric(
+    "sockdiag_tcp_closed_rtt_seconds", "histogram", ("direction",),
+    "Smoothed round-trip time (tcpi_rtt) of established TCP connections when they closed. Buckets from "
+    "flows.rtt_buckets.",
+)
+LISTENER_FLOW_LABELS = ("family", "address")
+LISTENER_TCP_CLOSED = Metric(
+    "sockdiag_listener_tcp_connections_closed", "counter", LISTENER_FLOW_LABELS + ("outcome",),
+    "Inbound TCP connections closed, per listening address (the first flows.max_listeners addresses seen get their "
+    "own series, later ones address=\"other\").",
+)
+LISTENER_TCP_CLOSED_BYTES = _several(
+    "counter", LISTENER_FLOW_LABELS, " summed over the listener's closed connections.",
+    (("sockdiag_listener_tcp_closed_sent_bytes", "Bytes the peers acknowledged"),
+     ("sockdiag_listener_tcp_closed_received_bytes", "Bytes received")))
+GROUP_FLOW_LABELS = ("port_group", "family", "direction")
+PORT_GROUP_TCP_CLOSED = Metric(
+    "sockdiag_port_group_tcp_connections_closed", "counter", GROUP_FLOW_LABELS + ("outcome",),
+    "TCP connections closed whose local or remote port is in the port group.",
+)
+PORT_GROUP_TCP_CLOSED_BYTES = _several(
+    "counter", GROUP_FLOW_LABELS, " summed over the port group's closed connections.",
+    (("sockdiag_port_group_tcp_closed_sent_bytes", "Bytes the peers acknowledged"),
+     ("sockdiag_port_group_tcp_closed_received_bytes", "Bytes received")))
+UDP_CLOSED = Metric(
+    "sockdiag_udp_sockets_closed", "counter", ("family",),
+    "UDP sockets closed (sock_diag destroy events): DNS clients and other short-lived UDP users.",
+)
+FLOW_SUBSCRIBER_UP = Metric(
+    "sockdiag_flow_subscriber_up", "gauge", (),
+    "1 if the destroy-event subscriber of this network namespace is running, 0 if not (the kernel refused it; see "
+    "the log): the flow counters then stand still.",
+)
+FLOW_EVENTS = Metric(
+    "sockdiag_flow_events", "counter", (),
+    "Destroy events received and decoded (every closed TCP and UDP socket, listeners included).",
+)
+FLOW_OVERRUNS = Metric(
+    "sockdiag_flow_event_overruns", "counter", (),
+    "Times the kernel dropped destroy events because the subscriber's receive buffer was full (ENOBUFS): the flow "
+    "counters then miss connections. Raise flows.receive_buffer_bytes (and net.core.rmem_max when unprivileged).",
+)
+FLOW_MALFORMED = Metric(
+    "sockdiag_flow_events_malformed", "counter", (),
+    "Destroy events that could not be read (only served once there is one).",
+)
 HANDLER_AVAILABLE = Metric(
     "sockdiag_diag_handler_available", "gauge", ("family", "protocol"),
     "1 if this kernel has a sock_diag handler for the family and protocol, 0 if it has none.",
@@ -197,7 +263,13 @@ SOURCE_INFO = Metric(
 )
 COLLECTOR_DURATION = Metric(
     "sockdiag_scrape_collector_duration_seconds", "gauge", ("collector",),
-    "Time a collector took in the last collection.",
+    "Time a collector took in the last collection: its own wall time, summed over network namespaces (collectors "
+    "run at once on collection.workers threads, so these overlap).",
+)
+COLLECTION_DURATION = Metric(
+    "sockdiag_collection_duration_seconds", "gauge", (),
+    "Wall time of the last collection. Collectors run at once (collection.workers), so it is less than the sum "
+    "of sockdiag_scrape_collector_duration_seconds.",
 )
 COLLECTOR_SUCCESS = Metric(
     "sockdiag_scrape_collector_success", "gauge", ("collector",),
@@ -216,13 +288,25 @@ SERIES_DROPPED = Metric(
     "Series left out of this scrape to stay within series_budget, per breakdown (most detailed dropped first).",
 )
 NETNS_INFO = Metric(
-    "sockdiag_netns_info", "gauge", ("netns", "inode", "cgroup", "container"),
-    "Always 1, per collected network namespace: its inode, and the cgroup and container (pod, container, systemd "
-    "unit) of a process in it where one is known. Join on netns.",
+    "sockdiag_netns_info", "gauge", ("netns", "inode", "cgroup", "container", "pod_uid", "container_id"),
+    "Always 1, per collected network namespace: its inode, and the cgroup of a process in it with what owns it "
+    "(container: a pod, container or systemd unit; pod_uid: the Kubernetes pod UID as kube-state-metrics' uid; "
+    "container_id: the full container id). Join on netns.",
 )
 NETNS_UP = Metric(
     "sockdiag_netns_up", "gauge", ("netns",),
     "1 if every collector succeeded in this network namespace, 0 if one failed there.",
+)
+NETNS_DISCOVERY = Metric(
+    "sockdiag_netns_discovery_success", "gauge", ("source", "reason"),
+    "1 if the configured source of network namespaces (named: /run/netns, processes: /proc) could be listed, 0 if "
+    "not, with the reason (permission_denied, not_a_directory, not_found, error). The exporter's own namespace is "
+    "collected either way.",
+)
+NETNS_CANNOT_ENTER = Metric(
+    "sockdiag_netns_enter_failures", "gauge", ("reason",),
+    "Network namespaces found but not entered in the last collection, by reason (permission_denied, "
+    "not_a_network_namespace: a stale entry, error); only reasons that happened.",
 )
 NETNS_FOLDED = Metric(
     "sockdiag_netns_folded", "gauge", (),
@@ -237,6 +321,8 @@ BUILD_INFO = Metric(
     "Always 1; labels carry the exporter and Python versions.",
 )
 
+HISTOGRAM_KINDS = frozenset(("histogram", "gaugehistogram"))  # value: ([(le, cumulative count)...], sum)
+
 LISTENERS = (LISTENER_QUEUE_LENGTH, LISTENER_QUEUE_LIMIT, LISTENER_SOCKETS, LISTENERS_FOLDED, LISTENER_MAX_FILL,
              LISTENER_DROPS, LISTENER_HALF_OPEN)
 RECEIVERS = (RECEIVER_QUEUE, RECEIVER_BUFFER, RECEIVER_DROPS, RECEIVER_SOCKETS, RECEIVERS_FOLDED)
@@ -244,23 +330,33 @@ DESTINATIONS = (EPHEMERAL_DESTINATION_USAGE, EPHEMERAL_DESTINATIONS_FOLDED)
 PORT_GROUPS = (PORT_GROUP_SOCKETS, PORT_GROUP_RECEIVE_QUEUE, PORT_GROUP_SEND_QUEUE)
 CGROUPS = (CGROUP_SOCKETS, CGROUP_RECEIVE_QUEUE, CGROUP_SEND_QUEUE)
 HISTOGRAMS = (RECEIVE_QUEUE_HISTOGRAM, SEND_QUEUE_HISTOGRAM)
+FLOWS = ((TCP_CLOSED,) + TCP_CLOSED_SUMS + (TCP_CLOSED_RTT, LISTENER_TCP_CLOSED) + LISTENER_TCP_CLOSED_BYTES
+         + (PORT_GROUP_TCP_CLOSED,) + PORT_GROUP_TCP_CLOSED_BYTES + (UDP_CLOSED, FLOW_SUBSCRIBER_UP, FLOW_EVENTS,
+                                                                     FLOW_OVERRUNS, FLOW_MALFORMED))
 
 # The optional breakdowns in the order the series budget drops them: most detailed first.
-BREAKDOWNS = (("ephemeral_destinations", DESTINATIONS), ("listeners", LISTENERS), ("udp_receivers", RECEIVERS),
-              ("cgroups", CGROUPS), ("port_groups", PORT_GROUPS), ("histograms", HISTOGRAMS), ("memory", MEMORY))
+BREAKDOWNS = (("ephemeral_destinations", DESTINATIONS),
+              ("listeners", LISTENERS + (LISTENER_TCP_CLOSED,) + LISTENER_TCP_CLOSED_BYTES),
+              ("udp_receivers", RECEIVERS), ("cgroups", CGROUPS),
+              ("port_groups", PORT_GROUPS + (PORT_GROUP_TCP_CLOSED,) + PORT_GROUP_TCP_CLOSED_BYTES),
+              ("histograms", HISTOGRAMS + (TCP_CLOSED_RTT,)), ("memory", MEMORY))
 
 ALL = (
     (SOCKETS, RECEIVE_QUEUE, SEND_QUEUE, ACCEPT_QUEUE_LENGTH, ACCEPT_QUEUE_LIMIT) + LISTENERS + RECEIVERS
-    + HISTOGRAMS + MEMORY + PORT_GROUPS + CGROUPS
+    + HISTOGRAMS + MEMORY + PORT_GROUPS + CGROUPS + FLOWS
     + (TIMEWAIT_MINISOCKETS, TIMEWAIT_BUCKETS, EPHEMERAL_RANGE, EPHEMERAL_USAGE) + DESTINATIONS
     + (UDP_RECEIVE_BUFFER_ERRORS, UDP_RECEIVE_ERRORS, TCP_LISTEN_OVERFLOWS, TCP_LISTEN_DROPS, HANDLER_AVAILABLE,
-       SOURCE_INFO, COLLECTOR_DURATION, COLLECTOR_SUCCESS, NETLINK_DUMPS, NETLINK_DUMP_RETRIES, SERIES_DROPPED,
-       NETNS_INFO, NETNS_UP, NETNS_FOLDED, FEATURE_ENABLED, BUILD_INFO)
+       SOURCE_INFO, COLLECTOR_DURATION, COLLECTOR_SUCCESS, COLLECTION_DURATION, NETLINK_DUMPS, NETLINK_DUMP_RETRIES,
+       SERIES_DROPPED, NETNS_INFO, NETNS_UP, NETNS_DISCOVERY, NETNS_CANNOT_ENTER, NETNS_FOLDED, FEATURE_ENABLED,
+       BUILD_INFO)
 )
 
 # Metrics about the exporter itself: never broken down by network namespace.
-EXPORTER = frozenset((COLLECTOR_DURATION, COLLECTOR_SUCCESS, NETLINK_DUMPS, NETLINK_DUMP_RETRIES, SERIES_DROPPED,
-                      NETNS_INFO, NETNS_UP, NETNS_FOLDED, FEATURE_ENABLED, BUILD_INFO))
+EXPORTER = frozenset((COLLECTOR_DURATION, COLLECTOR_SUCCESS, COLLECTION_DURATION, NETLINK_DUMPS,
+                      NETLINK_DUMP_RETRIES, SERIES_DROPPED, NETNS_INFO, NETNS_UP, NETNS_DISCOVERY, NETNS_CANNOT_ENTER,
+                      NETNS_FOLDED, FEATURE_ENABLED, BUILD_INFO))
+# Metrics served even when zero in sparse namespaces: a 0 there is news, not a placeholder.
+KEEP_ZERO = frozenset((FLOW_SUBSCRIBER_UP,))
 # Metrics whose samples, when several namespaces fold into "other", take the largest value instead of the sum:
 # kernel-wide facts (left out of sparse namespaces), and ratios and sizes.
 NOT_ADDITIVE = frozenset((HANDLER_AVAILABLE, SOURCE_INFO))

@@ -1,19 +1,25 @@
-"""Which network namespaces to collect, what to call them, and running collectors inside one.
+"""Which network namespaces to collect, what to call them, and how to get into one.
 
 A namespace is identified by its nsfs inode. The exporter's own is always collected; the named ones in /run/netns
-and, opt-in, every distinct namespace of a process are added when configured. Entering a namespace (setns) is per
-thread, so each namespace is collected in a short-lived thread that entered it; the HTTP threads stay in the
-exporter's own namespace. setns needs CAP_SYS_ADMIN, and seeing other users' processes' namespaces
-CAP_SYS_PTRACE: without them the feature is switched off and said so once.
+and, opt-in, every distinct namespace of a process are added when configured. A namespace found both ways keeps
+its name and its owner (a process in it, hence its pod or container). Entering a namespace (setns) is per thread:
+the collection's workers enter each namespace they collect, through an open file of it (open_door); the HTTP
+threads stay in the exporter's own namespace (workers.py). setns needs CAP_SYS_ADMIN, and seeing other users'
+processes' namespaces CAP_SYS_PTRACE: without them the feature is switched off and said so once.
+
+Trouble finding or entering other namespaces costs only those namespaces, never the exporter's own: discovery
+failures are kept per source with a bounded reason (and logged once per change), entering failures per namespace.
 """
 
+import errno
 import fnmatch
 import logging
 import os
-import threading
-from typing import Callable, Dict, List, NamedTuple, Optional
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from pyroute2 import netns as pyroute2_netns
+
+from .workers import Door
 
 log = logging.getLogger(__name__)
 
@@ -21,16 +27,44 @@ NETNS_RUN_DIR = "/run/netns"
 CAP_SYS_PTRACE = 19
 CAP_SYS_ADMIN = 21
 
+# errno -> the bounded reason label of a discovery or entering failure
+REASONS = {errno.EACCES: "permission_denied", errno.EPERM: "permission_denied", errno.ENOTDIR: "not_a_directory",
+           errno.EINVAL: "not_a_network_namespace", errno.ENOENT: "not_found"}
+
+
+def reason_of(error: OSError) -> str:
+    return REASONS.get(error.errno, "error")
+
+
+def cause_of(error: OSError) -> str:
+    """What went wrong, in words (setns says EINVAL for a file that is not a network namespace)."""
+    if error.errno == errno.EINVAL:
+        return "not a network namespace"
+    return os.strerror(error.errno) if error.errno else str(error)
+
 
 class Namespace(NamedTuple):
     inode: int  # the namespace's identity
     label: str  # the netns label: a /run/netns name, "host", "self", or netns-<inode>
     path: str  # a file to setns() with; "" for the exporter's own
-    pid: Optional[int] = None  # a process in it, for container attribution (process namespaces only)
+    pid: Optional[int] = None  # a process in it, for container attribution
 
 
 class NamespaceGone(Exception):
     """The namespace disappeared between discovery and collection: not an error, it is simply no longer there."""
+
+
+class CannotEnter(Exception):
+    """Opening or entering the namespace failed for another reason than its disappearance."""
+
+    def __init__(self, ns: Namespace, error: OSError):
+        super().__init__(f"cannot enter network namespace {ns.label} ({ns.path}): {cause_of(error)}")
+        self.reason = reason_of(error)
+
+
+class Discovery(NamedTuple):
+    namespaces: List[Namespace]  # the exporter's own first
+    failures: Dict[str, Tuple[str, str]]  # source ("named", "processes") -> (reason label, message)
 
 
 def effective_capabilities() -> int:
@@ -51,11 +85,12 @@ def own_namespace() -> Namespace:
 
 
 def named_namespaces() -> List[Namespace]:
+    """The namespaces in /run/netns (none when it does not exist); raises OSError when it cannot be listed."""
     found = []
     for name in sorted(pyroute2_netns.listnetns(NETNS_RUN_DIR)):
+        path = os.path.join(NETNS_RUN_DIR, name)
         try:
-            found.append(Namespace(os.stat(os.path.join(NETNS_RUN_DIR, name)).st_ino, name,
-                                   os.path.join(NETNS_RUN_DIR, name)))
+            found.append(Namespace(os.stat(path).st_ino, name, path))
         except OSError:  # deleted while listing
             continue
     return found
@@ -74,47 +109,40 @@ def process_namespaces() -> List[Namespace]:
             continue
         if inode not in seen or int(entry) < seen[inode].pid:
             seen[inode] = Namespace(inode, f"netns-{inode}", path, int(entry))
-    return list(seen.values())
+    return sorted(seen.values(), key=lambda ns: ns.inode)
 
 
-def select(found: List[Namespace], include, exclude, cap: int):
-    """(kept, folded into "other"): the exporter's own namespace (found[0]) always first and kept; the others
-    through the include/exclude patterns (on labels), then up to cap namespaces in all."""
-    others = [ns for ns in found[1:]
-              if (not include or any(fnmatch.fnmatchcase(ns.label, p) for p in include))
-              and not any(fnmatch.fnmatchcase(ns.label, p) for p in exclude)]
-    kept = [found[0]] + others
-    return kept[:max(cap, 1)], kept[max(cap, 1):]
+def merge(own: Namespace, named: List[Namespace], processes: List[Namespace]) -> List[Namespace]:
+    """One entry per namespace, the own first: a /run/netns name wins the label, a process gives the owner."""
+    pids = {ns.inode: ns.pid for ns in processes}
+    found = {own.inode: own._replace(pid=pids.get(own.inode))}
+    for ns in named:
+        found.setdefault(ns.inode, ns._replace(pid=pids.get(ns.inode)))
+    for ns in processes:
+        found.setdefault(ns.inode, ns)
+    return list(found.values())
 
 
-def run_inside(ns: Namespace, fn: Callable):
-    """fn() with the calling thread's network namespace being ns; raises NamespaceGone if ns vanished."""
-    if not ns.path:
-        return fn()
+def select(found: List[Namespace], include, exclude) -> List[Namespace]:
+    """The exporter's own namespace (found[0]) and the others that pass the include/exclude patterns (labels)."""
+    return [found[0]] + [ns for ns in found[1:]
+                         if (not include or any(fnmatch.fnmatchcase(ns.label, p) for p in include))
+                         and not any(fnmatch.fnmatchcase(ns.label, p) for p in exclude)]
+
+
+def open_door(ns: Namespace) -> Door:
+    """An open file of ns for the workers to enter it with (it also keeps the namespace alive while open); raises
+    NamespaceGone if ns vanished and CannotEnter if it cannot be opened."""
     try:
         fd = os.open(ns.path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         raise NamespaceGone(ns.label) from None
-    try:
-        if os.fstat(fd).st_ino != ns.inode:  # the name now points to another namespace
-            raise NamespaceGone(ns.label)
-        result = {}
-
-        def target():
-            try:
-                pyroute2_netns.setns(fd)
-                result["value"] = fn()
-            except BaseException as e:  # handed to the caller
-                result["error"] = e
-
-        thread = threading.Thread(target=target, name=f"netns {ns.label}")
-        thread.start()
-        thread.join()
-    finally:
+    except OSError as e:
+        raise CannotEnter(ns, e) from None
+    if os.fstat(fd).st_ino != ns.inode:  # the name now points to another namespace
         os.close(fd)
-    if "error" in result:
-        raise result["error"]
-    return result["value"]
+        raise NamespaceGone(ns.label)
+    return Door(ns.inode, fd)
 
 
 class NamespaceSet:
@@ -137,21 +165,34 @@ class NamespaceSet:
         self.make_context = make_context
         self.contexts: Dict[int, object] = {}
         self.own = own_namespace()
+        self._failing: Dict[str, Tuple[str, str]] = {}  # the discovery failures last logged
 
-    def plan(self):
-        """(kept, folded) namespaces for this collection: the own one first, then named, then process ones."""
-        found, seen = [self.own], {self.own.inode}
-        sources = []
-        if self.enabled["named_namespaces"]:
-            sources.append(named_namespaces())
-        if self.enabled["process_namespaces"]:
-            sources.append(sorted(process_namespaces(), key=lambda ns: ns.inode))
-        for source in sources:
-            for ns in source:
-                if ns.inode not in seen:
-                    seen.add(ns.inode)
-                    found.append(ns)
-        return select(found, self.include, self.exclude, self.cap)
+    def discover(self) -> Discovery:
+        """The namespaces to collect this time; a source that cannot be read is skipped and reported."""
+        failures: Dict[str, Tuple[str, str]] = {}
+        found: Dict[str, List[Namespace]] = {"named": [], "processes": []}
+        for source, on, lister, where in (
+                ("named", self.enabled["named_namespaces"], named_namespaces, NETNS_RUN_DIR),
+                ("processes", self.enabled["process_namespaces"], process_namespaces, "/proc")):
+            if not on:
+                continue
+            try:
+                found[source] = lister()
+            except OSError as e:
+                failures[source] = (reason_of(e), f"cannot list network namespaces in {where}: {cause_of(e)}")
+        self._log_changes(failures)
+        namespaces = merge(self.own, found["named"], found["processes"])
+        return Discovery(select(namespaces, self.include, self.exclude), failures)
+
+    def _log_changes(self, failures: Dict[str, Tuple[str, str]]) -> None:
+        for source in sorted(set(failures) | set(self._failing)):
+            now, before = failures.get(source), self._failing.get(source)
+            if now and now != before:
+                log.warning("%s; only the namespaces found otherwise are collected", now[1])
+            elif before and not now:
+                log.info("network namespaces are found in %s again",
+                         NETNS_RUN_DIR if source == "named" else "/proc")
+        self._failing = failures
 
     def context(self, ns: Namespace):
         ctx = self.contexts.get(ns.inode)
@@ -160,7 +201,7 @@ class NamespaceSet:
         return ctx
 
     def retire(self, live) -> None:
-        """Close the diag sockets of namespaces not seen in this collection (they vanished, or were folded out)."""
+        """Close the diag sockets of namespaces not seen in this collection (they vanished)."""
         for inode in [i for i in self.contexts if i not in live]:
             self.contexts.pop(inode).close()
 

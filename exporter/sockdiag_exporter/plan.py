@@ -2,7 +2,8 @@
 
 A plan is built once per configuration. A reload builds a new one and swaps it in with one assignment
 (Scraper.swap); a collection takes the plan once, at its start, so it never mixes two configurations. A plan owns
-its diag sockets: they are closed when the last collection using the plan ends (PlanHolder).
+its diag sockets and background subscribers (through each namespace's Context): they are closed when the last
+collection using the plan ends (PlanHolder).
 """
 
 import threading
@@ -12,7 +13,9 @@ from .cgroups import cgroup_map
 from .collectors.base import Collector, Context
 from .collectors.options import Options
 from .diag.netlink import DiagSocket, DiagStats
+from .config import MAX_AUTO_WORKERS
 from .namespaces import NamespaceSet
+from .workers import WorkerPool, usable_cpus
 
 
 class Plan(NamedTuple):
@@ -23,8 +26,10 @@ class Plan(NamedTuple):
     series_budget: int  # 0: none
     sparse: bool  # other namespaces without zero-valued series (namespaces.sparse)
     config_file: str  # where the configuration came from ("" for defaults and flags only)
+    workers: WorkerPool  # the threads that collect
 
     def close(self) -> None:
+        self.workers.close()
         self.own.close()
         if self.namespaces is not None:
             self.namespaces.close()
@@ -35,10 +40,13 @@ def build_plan(config, stats: DiagStats, config_file: str = "") -> Plan:
     cgroups = cgroup_map(config.cgroups)
     options = Options.from_config(config, cgroups)
     nl = config.netlink
+    workers = config.collection.workers or min(usable_cpus(), MAX_AUTO_WORKERS)
+
+    def diag() -> DiagSocket:
+        return DiagSocket(nl.receive_buffer_bytes, nl.timeout_seconds, nl.dump_retries, stats)
 
     def context() -> Context:
-        diag = DiagSocket(nl.receive_buffer_bytes, nl.timeout_seconds, nl.dump_retries, stats)
-        return Context(diag, nl.recheck_unsupported_seconds, options)
+        return Context(diag, nl.recheck_unsupported_seconds, options, parallel=workers > 1)
 
     ns = config.namespaces
     namespaces = NamespaceSet(ns.named, ns.processes, ns.include, ns.exclude, ns.max_namespaces,
@@ -46,8 +54,14 @@ def build_plan(config, stats: DiagStats, config_file: str = "") -> Plan:
     features: Dict[str, bool] = dict(namespaces.enabled) if namespaces else {}
     if config.cgroups.enabled:
         features["cgroup_attribution"] = cgroups is not None
-    return Plan(tuple(config.enabled_collectors()), context(), namespaces, features, config.series_budget,
-                ns.sparse, config_file)
+    collectors, own = tuple(config.enabled_collectors()), context()
+    # Background counting starts now in the exporter's own namespace (whose context, with namespaces, is the set's),
+    # in the others at their first collection.
+    counting = namespaces.context(namespaces.own) if namespaces else own
+    for col in collectors:
+        col.start(counting)
+    return Plan(collectors, own, namespaces, features, config.series_budget, ns.sparse, config_file,
+                WorkerPool(workers, namespaces is not None))
 
 
 class PlanHolder:

@@ -2,22 +2,26 @@
 error to itself, fold and budget series; the result is a Collection, rendered by the registry adapter."""
 
 import logging
+import os
 import platform
 import time
 from functools import partial
-from typing import Dict, List, NamedTuple, Optional
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
-from prometheus_client.core import CounterMetricFamily, GaugeHistogramMetricFamily, GaugeMetricFamily
+from prometheus_client.core import (CounterMetricFamily, GaugeHistogramMetricFamily, GaugeMetricFamily,
+                                   HistogramMetricFamily)
 
 from . import __version__
 from . import metrics as m
 from .collectors.base import Collector, Context, Samples
-from .containers import container_name, process_cgroup
+from .collectors.listeners import near_limit
+from .containers import owner, process_cgroup
 from .diag.errors import DiagError
 from .diag.netlink import DiagStats
-from .namespaces import NamespaceGone, NamespaceSet, run_inside
+from .namespaces import CannotEnter, NamespaceGone, NamespaceSet, open_door
 from .plan import Plan, PlanHolder
 from .singleflight import SingleFlight
+from .workers import EnterError
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +90,8 @@ class Scraper:
         durations = {col.name: 0.0 for col in plan.collectors}
         errors: Dict[str, str] = {}
         if plan.namespaces is None:
-            self._collect_into(merged, plan.collectors, plan.own, (), durations, errors)
+            (samples, _, _), = self._run_targets(plan, [(None, plan.own, "", False)], durations, errors)
+            merged.update(samples)
         else:
             self._collect_namespaces(merged, plan, durations, errors)
         merged[m.NETLINK_DUMPS] = [((), self.stats.dumps)]
@@ -96,67 +101,116 @@ class Scraper:
         failed = {name.partition(IN_NETNS)[0] for name in errors}
         merged[m.COLLECTOR_DURATION] = [((name,), t) for name, t in durations.items()]
         merged[m.COLLECTOR_SUCCESS] = [((name,), 0 if name in failed else 1) for name in durations]
+        merged[m.COLLECTION_DURATION] = [((), time.monotonic() - started)]
         merged[m.BUILD_INFO] = [((__version__, platform.python_version()), 1)]
         if plan.series_budget:
             dropped = self._apply_budget(merged, plan.series_budget)
             merged[m.SERIES_DROPPED] = [((name,), n) for name, n in dropped.items()]
         return Collection(merged, plan.namespaces is not None, time.time(), time.monotonic() - started, errors, plan)
 
-    def _collect_into(self, merged, collectors, ctx: Context, prefix: tuple, durations, errors, where: str = "",
-                      sparse: bool = False) -> bool:
-        """Run every collector with ctx; their samples, labels prefixed, into merged. True if all succeeded.
+    def _run_targets(self, plan: Plan, targets, durations, errors) -> List[tuple]:
+        """Run every collector in every target (door, context, where, sparse) on the plan's workers, the biggest
+        pieces first; per target, in the plan's order: (its samples, whether every collector succeeded, the
+        EnterError if the workers could not enter its namespace).
 
         sparse (every namespace but the exporter's own): zero-valued series and the kernel-wide facts (handler
         availability, data source) are left out, so that a hundred pods do not make a hundred copies of them.
         """
-        ok_all = True
-        for col in collectors:
-            t0 = time.monotonic()
-            out = Samples()
-            ok = self._run(col, ctx, out, where, errors)
-            durations[col.name] += time.monotonic() - t0
-            if not ok:
-                ok_all = False
-                continue
-            for metric, samples in out.by_metric.items():
-                if sparse:
-                    if metric in m.NOT_ADDITIVE:
-                        continue
-                    samples = [(labels, value) for labels, value in samples if _nonzero(metric, value)]
-                if prefix and metric not in m.EXPORTER:
-                    samples = [(prefix + labels, value) for labels, value in samples]
-                merged.setdefault(metric, []).extend(samples)
-        return ok_all
+        tasks = [(target, col) for target in targets for col in plan.collectors]
+        order = sorted(range(len(tasks)), key=lambda i: tasks[i][1].weight, reverse=True)
+        done = plan.workers.run([(tasks[i][0][0], partial(_timed, tasks[i][1], tasks[i][0][1])) for i in order])
+        outcome = dict(zip(order, done))
+        results = []
+        for t, (_, _, where, sparse) in enumerate(targets):
+            merged: Dict[m.Metric, list] = {}
+            ok_all, refused = True, None
+            for c, col in enumerate(plan.collectors):
+                ok, value = outcome[t * len(plan.collectors) + c]
+                if not ok:
+                    ok_all = False
+                    if isinstance(value, EnterError):  # not the collector's fault: the namespace's
+                        refused = value
+                    else:
+                        self._failure(col, where, value, errors)
+                    continue
+                out, elapsed = value
+                durations[col.name] += elapsed
+                self._succeeded(col, where)
+                for metric, samples in out.by_metric.items():
+                    if sparse:
+                        if metric in m.NOT_ADDITIVE:
+                            continue
+                        samples = [(labels, v) for labels, v in samples
+                                   if metric in m.KEEP_ZERO or _nonzero(metric, v)]
+                    merged.setdefault(metric, []).extend(samples)
+            results.append((merged, ok_all, refused))
+        return results
 
     def _collect_namespaces(self, merged, plan: Plan, durations, errors) -> None:
-        """Collect every namespace inside it; the folded ones under netns="other"."""
+        """Collect every namespace inside it; beyond the cap, the quietest ones fold into netns="other"."""
         namespaces: NamespaceSet = plan.namespaces
-        kept, folded = namespaces.plan()
-        seen = set()
-        for index, ns in enumerate(kept + folded):
-            label = ns.label if index < len(kept) else "other"
-            ctx = namespaces.context(ns)
+        discovery = namespaces.discover()
+        cannot_enter: Dict[str, int] = {}  # reason -> namespaces
+        opened, doors = [], []  # (namespace, entered), the files that let the workers in
+        for index, ns in enumerate(discovery.namespaces):
             try:
-                ok = run_inside(ns, partial(self._collect_into, merged, plan.collectors, ctx, (label,), durations,
-                                            errors, f"{IN_NETNS}{ns.label}", sparse=index > 0 and plan.sparse))
+                door = open_door(ns) if index else None
             except NamespaceGone:
-                log.debug("network namespace %s vanished during the collection", ns.label)
+                log.debug("network namespace %s vanished before its collection", ns.label)
                 continue
-            except OSError as e:  # setns refused
-                self._failed(f"netns {ns.label}", f"cannot enter network namespace {ns.label}: {e.strerror}")
-                ok = False
-            seen.add(ns.inode)
-            if index < len(kept):
+            except CannotEnter as e:
+                self._cannot_enter(ns, e, cannot_enter)
+                opened.append((ns, None))
+                continue
+            if door:
+                doors.append(door)
+            opened.append((ns, door))
+        try:
+            entered = [(ns, door) for ns, door in opened if door or ns is discovery.namespaces[0]]
+            results = self._run_targets(plan, [(door, namespaces.context(ns), f"{IN_NETNS}{ns.label}", i > 0
+                                                and plan.sparse) for i, (ns, door) in enumerate(entered)],
+                                        durations, errors)
+        finally:
+            for door in doors:
+                os.close(door.fd)
+        outcome = {ns.inode: result for (ns, _), result in zip(entered, results)}
+        collected = []  # (namespace, its samples, every collector succeeded)
+        for ns, _ in opened:
+            samples, ok, refused = outcome.get(ns.inode, ({}, False, None))
+            if refused:
+                self._cannot_enter(ns, CannotEnter(ns, refused), cannot_enter)
+                samples = {}
+            collected.append((ns, samples, ok))
+        namespaces.retire({ns.inode for ns, _, _ in collected})
+        cap = max(namespaces.cap, 1)
+        own, others = collected[:1], sorted(collected[1:], key=_importance)
+        for index, (ns, samples, ok) in enumerate(own + others):
+            label = ns.label if index < cap else "other"
+            for metric, values in samples.items():
+                merged.setdefault(metric, []).extend(
+                    values if metric in m.EXPORTER else [((label,) + labels, v) for labels, v in values])
+            if index < cap:
                 merged.setdefault(m.NETNS_UP, []).append(((label,), 1 if ok else 0))
                 cgroup = process_cgroup(ns.pid) if ns.pid else ""
+                who = owner(cgroup)
                 merged.setdefault(m.NETNS_INFO, []).append(
-                    ((label, str(ns.inode), cgroup, container_name(cgroup)), 1))
-        namespaces.retire(seen)
-        merged[m.NETNS_FOLDED] = [((), len(folded))]
+                    ((label, str(ns.inode), cgroup, who.name, who.pod_uid, who.container_id), 1))
+        folded = max(len(collected) - cap, 0)
+        merged[m.NETNS_FOLDED] = [((), folded)]
+        merged[m.NETNS_DISCOVERY] = [
+            ((source, discovery.failures.get(source, ("", ""))[0]), 0 if source in discovery.failures else 1)
+            for source, feature in (("named", "named_namespaces"), ("processes", "process_namespaces"))
+            if plan.features.get(feature)]
+        if cannot_enter:
+            merged[m.NETNS_CANNOT_ENTER] = [((reason,), n) for reason, n in sorted(cannot_enter.items())]
         if folded:
             for metric in list(merged):
                 if metric not in m.EXPORTER:
                     merged[metric] = _fold(metric, merged[metric])
+
+    def _cannot_enter(self, ns, error: CannotEnter, counts: Dict[str, int]) -> None:
+        self._failed(f"netns {ns.label}", str(error))
+        counts[error.reason] = counts.get(error.reason, 0) + 1
 
     def _apply_budget(self, merged: Dict[m.Metric, list], budget: int) -> Dict[str, int]:
         """Leave out breakdowns, most detailed first, until the scrape fits the budget; series left out by each."""
@@ -181,22 +235,20 @@ class Scraper:
             self._last_dropped = now
         return dropped
 
-    def _run(self, col: Collector, ctx: Context, out: Samples, where: str, errors: Dict[str, str]) -> bool:
-        name = f"{col.name}{where}"
-        try:
-            col.collect(ctx, out)
-        except DiagError as e:
-            errors[name] = str(e)
-        except Exception as e:  # a bug must not take the other collectors down
-            log.debug("collector %s raised", name, exc_info=True)
-            errors[name] = f"{type(e).__name__}: {e}"
-        if name in errors:
-            self._failed(f"collector {name}", errors[name], col.name)
-            return False
-        if self._last_error.get(f"collector {name}"):
-            log.info("collector %s recovered", name, extra={"COLLECTOR": col.name})
-        self._last_error[f"collector {name}"] = None
-        return True
+    def _succeeded(self, col: Collector, where: str) -> None:
+        name = f"collector {col.name}{where}"
+        if self._last_error.get(name):
+            log.info("%s recovered", name, extra={"COLLECTOR": col.name})
+        self._last_error[name] = None
+
+    def _failure(self, col: Collector, where: str, error: Exception, errors: Dict[str, str]) -> None:
+        if isinstance(error, DiagError):
+            text = str(error)
+        else:  # a bug must not take the other collectors down
+            log.debug("collector %s%s raised", col.name, where, exc_info=error)
+            text = f"{type(error).__name__}: {error}"
+        errors[f"{col.name}{where}"] = text
+        self._failed(f"collector {col.name}{where}", text, col.name)
 
     def _failed(self, name: str, error: str, collector: str = "") -> None:
         """Log a failure once, and again only when the error changes."""
@@ -205,16 +257,35 @@ class Scraper:
         self._last_error[name] = error
 
 
+def _importance(collected) -> tuple:
+    """Sort key of a collected namespace, most important first: trouble (a listener near its accept-queue limit,
+    dropped packets), then more sockets, then the label."""
+    ns, samples, _ = collected
+    limits = {labels: value for labels, value in samples.get(m.LISTENER_QUEUE_LIMIT, ())}
+    full = any(near_limit(length, limits.get(labels, 0)) for labels, length in samples.get(m.LISTENER_QUEUE_LENGTH, ()))
+    drops = any(value for _, value in samples.get(m.MEMORY[-1], ()))  # sockdiag_dropped_packets
+    sockets = sum(value for _, value in samples.get(m.SOCKETS, ()))
+    return not (full or drops), -sockets, ns.label
+
+
+def _timed(col: Collector, ctx: Context) -> Tuple[Samples, float]:
+    """One collector's samples and the seconds it took (on a worker, maybe beside others)."""
+    started = time.monotonic()
+    out = Samples()
+    col.collect(ctx, out)
+    return out, time.monotonic() - started
+
+
 def _series(metric: m.Metric, samples: list) -> int:
-    """How many series samples make: a gauge histogram's buckets, _gcount and _gsum each count."""
-    if metric.kind == "gaugehistogram":
+    """How many series samples make: a histogram's buckets, _count and _sum (_gcount, _gsum) each count."""
+    if metric.kind in m.HISTOGRAM_KINDS:
         return sum(len(buckets) + 2 for _, (buckets, _) in samples)
     return len(samples)
 
 
 def _nonzero(metric: m.Metric, value) -> bool:
-    if metric.kind == "gaugehistogram":
-        return value[0][-1][1] > 0  # the +Inf bucket: the socket count
+    if metric.kind in m.HISTOGRAM_KINDS:
+        return value[0][-1][1] > 0  # the +Inf bucket: the socket (or observation) count
     return value != 0
 
 
@@ -225,7 +296,7 @@ def _fold(metric: m.Metric, samples: list) -> list:
     for labels, value in samples:
         if labels not in merged:
             merged[labels] = value
-        elif metric.kind == "gaugehistogram":
+        elif metric.kind in m.HISTOGRAM_KINDS:
             (buckets, total), (more, extra) = merged[labels], value
             merged[labels] = ([(le, n + k) for (le, n), (_, k) in zip(buckets, more)], total + extra)
         elif metric in m.LARGEST:
@@ -237,8 +308,9 @@ def _fold(metric: m.Metric, samples: list) -> list:
 
 def _family(metric: m.Metric, samples: list, namespaced: bool = False):
     labels = ("netns",) + metric.labels if namespaced and metric not in m.EXPORTER else metric.labels
-    if metric.kind == "gaugehistogram":
-        family = GaugeHistogramMetricFamily(metric.name, metric.help, labels=labels)
+    if metric.kind in m.HISTOGRAM_KINDS:
+        cls = GaugeHistogramMetricFamily if metric.kind == "gaugehistogram" else HistogramMetricFamily
+        family = cls(metric.name, metric.help, labels=labels)
         for labels, (buckets, total) in samples:
             family.add_metric(labels, buckets, total)
         return family

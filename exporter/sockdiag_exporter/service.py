@@ -16,7 +16,8 @@ from .config import Config, ConfigError
 from .diag.netlink import DiagStats
 from .plan import build_plan
 from .scrape import IN_NETNS, RegistryAdapter, Scraper
-from .web import App, Server
+from .web import Limits, Server
+from .webapp import App
 from .webconfig import NO_SECURITY, WebSecurity
 
 log = logging.getLogger("sockdiag_exporter")
@@ -85,8 +86,7 @@ class Service:
         activated = systemd_support.listen_socket()
         try:
             web = self.config.web
-            server = Server(web.listen_address, self.app, activated, self.security, web.max_connections,
-                            web.read_timeout_seconds)
+            server = Server(web.listen_address, self.app, activated, self.security, limits=Limits.from_config(web))
         except OSError as e:
             log.error("cannot listen on %s: %s", self.config.web.listen_address, e.strerror or e)
             return 1
@@ -156,6 +156,7 @@ class Service:
         self.app.telemetry_path = new.web.telemetry_path
         if server is not None:
             server.secure(security)
+            server.limits = Limits.from_config(new.web)
         self.config, self.security = new, security
         log.info("configuration reloaded; collectors: %s", ", ".join(c.name for c in self.scraper.plan.collectors))
         return True

@@ -8,14 +8,9 @@ that is sent (Python verifies every certificate it asks for), and http2 is accep
 but the server speaks HTTP/1.1.
 """
 
-import base64
-import hashlib
 import os
 import re
 import ssl
-import threading
-import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
 
@@ -58,6 +53,9 @@ CIPHERS = {
     "TLS_AES_256_GCM_SHA384": None,
     "TLS_CHACHA20_POLY1305_SHA256": None,
 }
+# TLS 1.2 suites unless cipher_suites names others: forward secrecy and AEAD only, as in Go's defaults since 1.22
+# (no CBC: testssl.sh rated OpenSSL's default list "potentially vulnerable" to LUCKY13).
+DEFAULT_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 CURVES = {"CurveP256": "prime256v1", "CurveP384": "secp384r1", "CurveP521": "secp521r1", "X25519": "X25519"}
 HEADERS = {
     "Content-Security-Policy": None,
@@ -207,11 +205,10 @@ def _tls_context(spec: dict, base: str, inline_fds: list, http2: bool) -> Tuple[
         raise ConfigError(f"{path}.cipher_suites: HTTP/2 (http_server_config.http2, on by default) needs "
                           f"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 or its ECDSA twin, as in exporter-toolkit")
     openssl = [CIPHERS[s] for s in suites if CIPHERS[s]]
-    if openssl:
-        try:
-            ctx.set_ciphers(":".join(openssl))
-        except ssl.SSLError:
-            raise ConfigError(f"{path}.cipher_suites: none of them is available in this OpenSSL") from None
+    try:
+        ctx.set_ciphers(":".join(openssl) or DEFAULT_CIPHERS)
+    except ssl.SSLError:
+        raise ConfigError(f"{path}.cipher_suites: none of them is available in this OpenSSL") from None
     if spec.get("prefer_server_cipher_suites", True) is not False:
         ctx.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
     curves = _strings(spec.get("curve_preferences"), f"{path}.curve_preferences")
@@ -290,64 +287,3 @@ def load(path: Optional[str]) -> WebSecurity:
         return parse(data, os.path.dirname(os.path.abspath(path)))
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
-
-
-class Authenticator:
-    """Checks HTTP basic credentials against bcrypt hashes, remembering recent answers (bcrypt costs ~70 ms)."""
-
-    def __init__(self, users: Dict[str, bytes], remember: int = 256):
-        self.users = users
-        self._cache: "OrderedDict[bytes, bool]" = OrderedDict()
-        self._remember = remember
-        self._lock = threading.Lock()
-
-    def check(self, header: Optional[str]) -> bool:
-        if not header or not header.startswith("Basic "):
-            return False
-        try:
-            user, _, password = base64.b64decode(header[6:].strip(), validate=True).decode().partition(":")
-        except (ValueError, UnicodeDecodeError):
-            return False
-        hashed = self.users.get(user)
-        if hashed is None:
-            return False
-        key = hashlib.sha256(b"\0".join((user.encode(), password.encode(), hashed))).digest()
-        with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
-        import bcrypt
-
-        try:
-            ok = bcrypt.checkpw(password.encode(), hashed.replace(b"$2y$", b"$2b$", 1))
-        except ValueError:  # e.g. a password beyond bcrypt's 72 bytes (bcrypt >= 5 refuses it)
-            ok = False
-        with self._lock:
-            self._cache[key] = ok
-            while len(self._cache) > self._remember:
-                self._cache.popitem(last=False)
-        return ok
-
-
-class RateLimiter:
-    """A token bucket: burst requests at once, then one per interval."""
-
-    def __init__(self, interval: float, burst: int, clock=time.monotonic):
-        self.interval = interval
-        self.burst = burst
-        self._clock = clock
-        self._tokens = float(burst)
-        self._last = clock()
-        self._lock = threading.Lock()
-
-    def allow(self) -> bool:
-        if not self.interval:
-            return True  # a burst of 0 with an interval refuses everything, as Go's rate.Limiter does
-        with self._lock:
-            now = self._clock()
-            self._tokens = min(self.burst, self._tokens + (now - self._last) / self.interval)
-            self._last = now
-            if self._tokens >= 1:
-                self._tokens -= 1
-                return True
-            return False

@@ -8,15 +8,17 @@ from helpers import Exposition
 
 # Two configurations that differ in everything a collection reads: collectors, histograms, listeners, budget.
 A = ("collectors: {tcp: true, udp: true, udplite: false, raw: false, mptcp: false, sctp: false, dccp: false,\n"
-     "  unix: true, netlink: false, packet: false, vsock: false, xdp: false, tipc: false, smc: false, netstat: true}\n"
+     "  unix: true, netlink: false, packet: false, vsock: false, xdp: false, tipc: false, smc: false, netstat: true,\n"
+     "  flows: true}\n"
      "histograms: {enabled: true, buckets: [0, 1024]}\n"
      "listeners: {max_series: 0}\n"
      "memory: {collectors: []}\n")
 B = ("collectors: {tcp: false, udp: true, udplite: true, raw: false, mptcp: false, sctp: false, dccp: false,\n"
-     "  unix: false, netlink: true, packet: true, vsock: false, xdp: false, tipc: false, smc: false, netstat: false}\n"
+     "  unix: false, netlink: true, packet: true, vsock: false, xdp: false, tipc: false, smc: false, netstat: false,\n"
+     "  flows: false}\n"
      "histograms: {enabled: false}\n"
      "memory: {collectors: [udp, netlink]}\n")
-COLLECTORS = {"A": {"tcp", "udp", "unix", "netstat"}, "B": {"udp", "udplite", "netlink", "packet"}}
+COLLECTORS = {"A": {"tcp", "udp", "unix", "netstat", "flows"}, "B": {"udp", "udplite", "netlink", "packet"}}
 
 
 def which(exposition: Exposition) -> str:
@@ -31,9 +33,10 @@ def which(exposition: Exposition) -> str:
         "tcp": bool(exposition.select("sockdiag_sockets", protocol="tcp")),
         "listeners folded": bool(exposition.select("sockdiag_listener_sockets", address="other")),
         "netlink": bool(exposition.select("sockdiag_sockets", family="netlink")),
+        "flows": bool(exposition.select("sockdiag_flow_subscriber_up")),
     }
     expected = {"histograms": name == "A", "memory": name == "B", "tcp": name == "A",
-                "listeners folded": name == "A", "netlink": name == "B"}
+                "listeners folded": name == "A", "netlink": name == "B", "flows": name == "A"}
     assert has == expected, f"a scrape with configuration {name}'s collectors has {has}"
     return name
 

@@ -1,5 +1,6 @@
 """The daemon as users run it: a subprocess serving HTTP in a fresh namespace, checked with promtool."""
 
+import asyncio
 import gzip
 import json
 import signal
@@ -11,6 +12,8 @@ import threading
 from helpers import PORT, Exposition, wait_until
 
 from sockdiag_exporter.singleflight import SingleFlight
+from sockdiag_exporter.webapp import OPENMETRICS, TEXT, App
+
 
 def test_metrics_pass_promtool_and_landing_page_links_them(daemon):
     d = daemon()
@@ -57,6 +60,38 @@ def test_concurrent_scrapes_all_succeed(daemon):
     for t in threads:
         t.join()
     assert results == [200] * 20
+
+
+def test_single_flight_shares_one_collection_among_concurrent_scrapes():
+    """Scrapes of every format that arrive during a collection share it; each (format, gzip) is encoded once; a
+    scrape after the flight landed collects anew."""
+    calls, release = [], threading.Event()
+
+    class Slow:
+        def collect(self):
+            calls.append(1)
+            release.wait(5)
+            return iter(())
+
+    app = App(Slow(), "/metrics")
+
+    async def burst():
+        scrapes = [asyncio.ensure_future(app.metrics(fmt, gz)) for fmt in (TEXT, OPENMETRICS) for gz in (False, True)
+                   for _ in range(5)]
+        for _ in range(500):  # until every format's flight is in the air, waiting on the one collection
+            if len(app._flights) == 4 and calls:
+                break
+            await asyncio.sleep(0.01)
+        assert len(app._flights) == 4  # the fixed set: (format, gzip), never more
+        release.set()
+        bodies = await asyncio.gather(*scrapes)
+        await app.metrics(TEXT, False)
+        return bodies
+
+    bodies = asyncio.run(burst())
+    app.close()
+    assert len(calls) == 2 and len({id(b) for b in bodies}) == 4
+    assert bodies[0] == b"" and gzip.decompress(bodies[-1]).rstrip().endswith(b"# EOF")
 
 
 def test_single_flight_shares_one_call_among_concurrent_callers():

@@ -1,5 +1,6 @@
 """TLS, client certificates, basic auth, headers, rate limits and HTTP hardening, against the real daemon."""
 
+import asyncio
 import http.client
 import socket
 import ssl
@@ -13,7 +14,8 @@ import pytest
 from helpers import PORT
 
 from sockdiag_exporter.config import ConfigError
-from sockdiag_exporter.webconfig import Authenticator, RateLimiter, load
+from sockdiag_exporter.webauth import Authenticator, ClientRateLimiter, RateLimiter
+from sockdiag_exporter.webconfig import load
 
 
 def openssl(*args, cwd):
@@ -256,15 +258,37 @@ def test_oversized_and_malformed_requests_get_short_answers(daemon):
     assert "Traceback" not in stderr
 
 
+def test_protocol_rules(daemon):
+    """HTTP/0.9 closed without an answer; 1.1 without Host 400; absolute-form served by its path; 1.0 closed
+    (announced); Accept-Encoding by q-value; an unknown or malformed version in Accept is text, not a 500."""
+    d = daemon()
+    assert raw_exchange(d.ns, b"GET /metrics\r\n") == b""
+    assert raw_exchange(d.ns, b"GET / HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    answer = raw_exchange(d.ns, b"GET http://x/metrics?name[]=sockdiag_build_info HTTP/1.1\r\nHost: x\r\n"
+                                b"Connection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 ") and answer.split(b"\r\n\r\n")[1].count(b"\n") == 3
+    answer = raw_exchange(d.ns, b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")  # read until the close
+    assert answer.startswith(b"HTTP/1.1 200 ") and b"\r\nConnection: close\r\n" in answer
+    for encoding, gzipped in (("gzip;q=0", False), ("identity", False), ("*", True), ("gzip;q=0.5", True),
+                              ("*;q=1, gzip;q=0", False), ("GZIP", True)):
+        headers = d.get("/metrics", {"Accept-Encoding": encoding})[1]
+        assert (headers.get("Content-Encoding") == "gzip") == gzipped, encoding
+    for accept in ("application/openmetrics-text; version=9.9.9", "text/plain; version=abc", ";;;", "a/b;q=x"):
+        status, headers, _ = d.get("/metrics", {"Accept": accept})
+        assert status == 200 and headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8", accept
+    _, stderr = d.stop()
+    assert "Traceback" not in stderr and "level=error" not in stderr
+
+
 def test_slow_clients_are_cut_off_and_idle_connections_do_not_block_a_scrape(daemon, tmp_path):
     config = tmp_path / "c.yml"
     config.write_text("web: {read_timeout_seconds: 1}\n")
     d = daemon(f"--config.file={config}")
 
-    def hold(n):
+    def hold(n):  # from 10 addresses: one address may hold max_connections_per_client (32) at most
         socks = []
-        for _ in range(n):
-            s = socket.create_connection(("127.0.0.1", PORT), timeout=5)
+        for i in range(n):
+            s = socket.create_connection(("127.0.0.1", PORT), timeout=5, source_address=(f"127.0.0.{2 + i % 10}", 0))
             s.sendall(b"GET /metr")  # slowloris: a request that never ends
             socks.append(s)
         return socks
@@ -282,20 +306,54 @@ def test_slow_clients_are_cut_off_and_idle_connections_do_not_block_a_scrape(dae
             s.close()
 
 
-def test_connection_limit_refuses_the_excess_at_once(daemon, tmp_path):
+def test_a_full_table_closes_idle_keepalive_first_then_the_oldest_unfinished_request(daemon, tmp_path):
+    """max_connections 3: B and C never finish a request head, A finished one and idles in keep-alive. A newcomer
+    closes A (idle first, though youngest); with E unfinished too, the next newcomer closes B (the oldest
+    unfinished); C stays."""
     config = tmp_path / "c.yml"
-    config.write_text("web: {max_connections: 3, read_timeout_seconds: 30}\n")
+    config.write_text("web: {max_connections: 3, read_timeout_seconds: 30, idle_timeout_seconds: 30}\n")
     d = daemon(f"--config.file={config}")
-    idle = d.ns.run(lambda: [socket.create_connection(("127.0.0.1", PORT), timeout=5) for _ in range(3)])
-    try:
-        time.sleep(0.3)
-        with pytest.raises((ConnectionError, http.client.HTTPException, OSError)):
-            d.get("/metrics")
-    finally:
-        for s in idle:
-            s.close()
-    time.sleep(0.3)
-    assert d.get("/metrics")[0] == 200  # slots come back when connections end
+
+    def connect():
+        return socket.create_connection(("127.0.0.1", PORT), timeout=5)
+
+    def closed(s):
+        try:
+            s.settimeout(2)
+            return s.recv(65536) in (b"",) or closed(s)
+        except ConnectionResetError:
+            return True
+        except socket.timeout:
+            return False
+
+    def work():
+        b, c = connect(), connect()
+        b.sendall(b"GET /metr")
+        c.sendall(b"GET /metr")
+        time.sleep(0.1)
+        a = connect()
+        a.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert a.recv(65536).startswith(b"HTTP/1.1 200 ")  # A is now an idle keep-alive connection
+        e = None
+        try:
+            for expect_closed in (a, b):
+                if expect_closed is b:
+                    e = connect()  # the table full again
+                    e.sendall(b"GET /metr")
+                with connect() as newcomer:  # served, then closed by the server: its slot is free again at EOF
+                    newcomer.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    answer = b"".join(iter(lambda: newcomer.recv(65536), b""))
+                assert answer.startswith(b"HTTP/1.1 200 ")
+                assert closed(expect_closed)
+            c.settimeout(0.5)
+            with pytest.raises(socket.timeout):
+                c.recv(1)  # still open, still waiting for the rest of its request
+        finally:
+            for s in (a, b, c, e):
+                if s is not None:
+                    s.close()
+
+    d.ns.run(work)
 
 
 def test_rate_limit_answers_429(daemon, tmp_path):
@@ -307,10 +365,14 @@ def test_rate_limit_answers_429(daemon, tmp_path):
 
 def test_authenticator_remembers_and_rejects_cleanly():
     auth = Authenticator({"alice": HASH.encode()})
+    check = lambda header: asyncio.run(auth.check(header))  # noqa: E731
     header = basic("alice", "s3cret")["Authorization"]
-    assert auth.check(header) and auth.check(header)
-    assert not auth.check(basic("alice", "x" * 100)["Authorization"])  # beyond bcrypt's 72 bytes: no error
-    assert not auth.check("Bearer abc") and not auth.check(None)
+    assert check(header) and check(header)
+    assert check(header.replace("Basic", "basic")) and check(header.replace("Basic", "BASIC"))  # RFC 7617
+    assert not check(basic("alice", "x" * 100)["Authorization"])  # beyond bcrypt's 72 bytes: no error
+    assert not check(basic("mallory", "s3cret")["Authorization"])
+    assert not check("Bearer abc") and not check(None) and not check("Basic !!!")
+    auth.close()
 
 
 def test_rate_limiter_refills():
@@ -319,6 +381,19 @@ def test_rate_limiter_refills():
     assert limiter.allow() and limiter.allow() and not limiter.allow()
     now[0] = 1.0
     assert limiter.allow() and not limiter.allow()
+
+
+def test_rate_limit_is_per_client_under_a_global_ceiling():
+    now = [0.0]
+    limiter = ClientRateLimiter(1.0, 2, clients=3, ceiling=2, clock=lambda: now[0])
+    assert [limiter.allow("flood") for _ in range(5)] == [True, True, False, False, False]
+    assert limiter.allow("prometheus") and limiter.allow("prometheus")  # the flood did not use its share
+    assert not limiter.allow("third")  # the global ceiling (2 x 2) is reached
+    now[0] = 1.0  # each bucket and the ceiling refilled
+    assert limiter.allow("third") and limiter.allow("flood") and not limiter.allow("flood")
+    for name in ("a", "b", "c", "d"):  # the least recently seen are forgotten beyond `clients`
+        limiter.allow(name)
+    assert len(limiter._clients) == 3
 
 
 def test_missing_file_is_a_config_error(tmp_path):

@@ -9,11 +9,12 @@ import re
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import yaml
 
-from helpers import Peer, scrape, wait_until
+from helpers import Exposition, Peer, make_scraper, render, wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GRAFANA = os.path.join(ROOT, "grafana")
@@ -133,14 +134,18 @@ def test_panels_have_ids_datasource_unit_description_and_fit_the_grid(name):
 def test_overview_rows_and_listeners_repeat():
     overview = DASHBOARDS["sockdiag-overview.json"]
     rows = [p["title"] for p in overview["panels"] if p["type"] == "row"]
-    assert rows == ["Summary", "Sockets by family, protocol and state", "Queues", "Memory and drops", "Listeners",
-                    "UDP receivers", "Port groups", "Network namespaces, units and containers", "Exporter health"]
+    assert rows == ["Summary", "Sockets by family, protocol and state", "Queues", "Memory and drops", "Connections",
+                    "Listeners", "UDP receivers", "Port groups", "Network namespaces, units and containers",
+                    "Exporter health"]
     types = {p["type"] for p in overview["panels"]}
     assert {"heatmap", "timeseries", "stat", "bargauge", "table", "state-timeline"} <= types
     for p in overview["panels"]:
         if p["type"] == "heatmap":
-            assert p["targets"][0]["format"] == "heatmap" and p["options"]["yAxis"]["unit"] == "bytes"
-            assert "_bucket" in p["targets"][0]["expr"] and "sum by (le)" in p["targets"][0]["expr"]
+            expr = p["targets"][0]["expr"]
+            assert p["targets"][0]["format"] == "heatmap" and "_bucket" in expr and "sum by (le)" in expr
+            # queue depths (gauge histograms) in bytes; RTT at close (a histogram's counters: rated) in seconds
+            assert p["options"]["yAxis"]["unit"] == ("s" if "rtt_seconds" in expr else "bytes")
+            assert ("rate(" in expr) == ("rtt_seconds" in expr)
     listeners = DASHBOARDS["sockdiag-listeners.json"]
     repeated = [p for p in listeners["panels"] if p.get("repeat")]
     assert [p["repeat"] for p in repeated] == ["address"] and repeated[0]["type"] == "row"
@@ -155,27 +160,45 @@ def test_overview_rows_and_listeners_repeat():
 
 def test_every_metric_queried_is_served_or_recorded(netns):
     """Names in the dashboards against what a real exporter serves (with a listener, half-open connections from a
-    peer, a client and a TIME_WAIT socket, a UDP receiver and an autobound UDP client, a port group, namespaces and
-    cgroup attribution, so the optional breakdowns are present) and what rules.yml records."""
+    peer, a client and a TIME_WAIT minisocket, a UDP receiver and an autobound UDP client, a port group, namespaces
+    and cgroup attribution, so the optional breakdowns are present; the full profile, so that series the default one
+    leaves out while zero are there) and what rules.yml records."""
+    listener = netns.run(socket.create_server, ("0.0.0.0", 8080))
+    udp = netns.run(socket.socket, socket.AF_INET, socket.SOCK_DGRAM)
+    netns.run(udp.bind, ("127.0.0.1", 5353))
+    netns.keep += [listener, udp]
+    scraper = netns.run(make_scraper, {"port_groups": {"web": {"local": [8080]}}, "series_budget": 100000,
+                                       "namespaces": {"named": True, "include": [netns.name]},
+                                       "cgroups": {"enabled": True}, "profile": "full",
+                                       "ephemeral_ports": {"destinations": 5, "interval_seconds": 0}})
+    netns.keep.append(scraper)
+    render_in_ns = lambda: Exposition(netns.run(render, scraper))  # noqa: E731
+    render_in_ns()  # the subscriber of the test's namespace starts at its first collection
+    client = netns.run(socket.create_connection, ("127.0.0.1", 8080))  # flows: a connection and a UDP socket close
+    listener.accept()[0].close()
+    client.close()
+    netns.run(socket.socket, socket.AF_INET, socket.SOCK_DGRAM).close()
+
+    def work():  # a client kept open, one closed first (a minisocket), an autobound UDP client
+        kept = socket.create_connection(("127.0.0.1", 8080))
+        closed = socket.create_connection(("127.0.0.1", 8080))
+        closed.close()
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sender.sendto(b"x", ("127.0.0.1", 5353))
+        netns.keep.extend([kept, sender])
+
+    netns.run(work)
     peer = Peer(netns)
     try:
-        def work():
-            listener = socket.create_server(("0.0.0.0", 8080))
-            client = socket.create_connection(("127.0.0.1", 8080))
-            closed = socket.create_connection(("127.0.0.1", 8080))
-            closed.close()  # TIME_WAIT on the client's side
-            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            udp.bind(("127.0.0.1", 5353))
-            sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            sender.sendto(b"x", ("127.0.0.1", 5353))
-            netns.keep.extend([listener, client, udp, sender])
-
-        netns.run(work)
         peer.connect(socket.AF_INET, ("10.9.0.1", 8080), 2)
         assert wait_until(lambda: any(state == "SYN-RECV" for _, state, _, _, _ in netns.ss("-t", "-a")))
-        exposition = scrape(netns, config={"port_groups": {"web": {"local": [8080]}}, "series_budget": 100000,
-                                           "namespaces": {"named": True, "include": [netns.name]},
-                                           "cgroups": {"enabled": True}, "ephemeral_ports": {"destinations": 5}})
+        exposition = render_in_ns()
+        for _ in range(100):  # the events arrive within milliseconds
+            if exposition.select("sockdiag_udp_sockets_closed_total") and exposition.select(
+                    "sockdiag_listener_tcp_connections_closed_total"):
+                break
+            time.sleep(0.05)
+            exposition = render_in_ns()
     finally:
         peer.delete()
     served = {name for name, _ in exposition.samples}

@@ -4,11 +4,12 @@ the rules the mixin renders with a few thresholds lowered through its _config (a
 is built in the namespace — a listener whose full accept queue overflows and drops, CLOSE_WAIT sockets, TIME_WAIT
 sockets filling a small tcp_max_tw_buckets, orphans in FIN_WAIT1, a socket with megabytes unread, a UDP receiver
 that drops datagrams, a destination using most of a narrowed ephemeral port range, half-open connections from a
-peer whose handshakes never complete, a dead scrape target — and the matching alerts must reach "firing" through
-/api/v1/alerts. Then every query of the mixin's dashboards,
-its variables substituted as Grafana would, must parse and return data, and filter on every variable whose label
-its series carry. Last, every shipped scrape configuration must yield the job the rules select."""
+peer whose handshakes never complete, a dead scrape target, refused connects, transfers over a lossy TUN link to a
+second namespace — and the matching alerts must reach "firing" through /api/v1/alerts. Then every query of the
+mixin's dashboards, its variables substituted as Grafana would, must parse and return data, and filter on every
+variable whose label its series carry. Last, every shipped scrape configuration must yield the job the rules select."""
 
+import contextlib
 import http.client
 import json
 import os
@@ -25,6 +26,7 @@ import pytest
 import yaml
 
 from helpers import NetNS, Peer
+from tunlink import TunLink
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROM_DIR = os.path.join(ROOT, "deploy", "prometheus")
@@ -37,6 +39,7 @@ PROMETHEUS_PORT = 19090
 DEAD_PORT = 9  # nothing listens there: a target that is down
 FULL_PORT, CLOSE_WAIT_PORT, TIME_WAIT_PORT, ORPHAN_PORT, BACKLOG_PORT, UDP_PORT = 8080, 8081, 8082, 8083, 8084, 5353
 BUSY_PORT, HALF_OPEN_PORT = 8085, 8086
+LOSSY_PORT = 8090  # in the second namespace, behind a TUN link that loses a third of the packets
 SO_RCVBUFFORCE = 33  # Linux; not exported by the socket module
 # The namespace's kernel settings: a port range of 200 ports (170 connections to one destination use 85% of it), a
 # TIME_WAIT table of 6 (5 TIME_WAIT sockets are made), SYN-ACKs retried for minutes (half-open connections last).
@@ -63,6 +66,8 @@ EXPECTED_FIRING = {
     "SockdiagReceiveQueueBacklog": {"family": "inet", "protocol": "tcp"},
     "SockdiagUDPReceiveBufferErrors": {"family": "inet", "protocol": "udp"},
     "SockdiagExporterDown": {"instance": f"127.0.0.1:{DEAD_PORT}"},
+    "SockdiagTCPConnectFailures": {"instance": f"127.0.0.1:{EXPORTER_PORT}"},
+    "SockdiagTCPRetransmissions": {"instance": f"127.0.0.1:{EXPORTER_PORT}"},
 }
 NEVER_FIRING = {"SockdiagCollectorFailed", "SockdiagExporterAbsent", "SockdiagRecordingRulesMissing"}
 # What Grafana substitutes for its built-in interval variables (1 s scrapes: $__rate_interval is >= 4 s).
@@ -138,13 +143,15 @@ def shipped_static_job():
 
 
 class Trouble:
-    """Sockets in the namespace in the states the alerts are about; a thread keeps the counters growing."""
+    """Sockets in the namespace in the states the alerts are about; threads keep the counters growing: overflows,
+    UDP drops, and connections that close — refused connects, completed ones, and transfers over a lossy link to
+    the peer namespace (retransmissions)."""
 
-    def __init__(self, ns):
-        self.ns = ns
+    def __init__(self, ns, peer):
+        self.ns, self.peer = ns, peer
         self.sockets = []
         self.stop_event = threading.Event()
-        self.peer = None
+        self.syn_peer = None
 
     def sock(self, family=socket.AF_INET, kind=socket.SOCK_STREAM):
         s = self.ns.run(socket.socket, family, kind)  # created in the namespace; usable from any thread
@@ -176,7 +183,7 @@ class Trouble:
         for _ in range(8):
             self.start_connect(FULL_PORT)
         # CLOSE_WAIT: the clients close, the server never does.
-        server = self.listener(CLOSE_WAIT_PORT)
+        server = self.close_wait_server = self.listener(CLOSE_WAIT_PORT)
         for _ in range(4):
             self.connect(CLOSE_WAIT_PORT).close()
             self.sockets.append(server.accept()[0])
@@ -215,34 +222,77 @@ class Trouble:
             self.connect(BUSY_PORT)
             self.sockets.append(server.accept()[0])
         # Half-open connections: a peer whose SYN-ACKs vanish (helpers.Peer) connects to a listener.
-        self.peer = Peer(self.ns)
+        self.syn_peer = Peer(self.ns)
         half_open = self.sock()
         half_open.bind(("10.9.0.1", HALF_OPEN_PORT))
         half_open.listen(64)
-        self.peer.connect(socket.AF_INET, ("10.9.0.1", HALF_OPEN_PORT), 3)
+        self.syn_peer.connect(socket.AF_INET, ("10.9.0.1", HALF_OPEN_PORT), 3)
         # A UDP receiver with the smallest buffer, never reading.
         self.udp_receiver = self.sock(kind=socket.SOCK_DGRAM)
         self.udp_receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)
         self.udp_receiver.bind(("127.0.0.1", UDP_PORT))
         self.udp_sender = self.sock(kind=socket.SOCK_DGRAM)
-        self.thread = threading.Thread(target=self.keep_dropping, daemon=True)
-        self.thread.start()
+        # A link to the peer namespace losing a third of the packets, and a server there that reads everything.
+        self.link = TunLink(self.ns, self.peer, loss=0.33, seed=3)
+        self.lossy_server = self.peer.run(socket.create_server, (self.link.b, LOSSY_PORT))
+        self.threads = [threading.Thread(target=work, daemon=True)
+                        for work in (self.keep_dropping, self.keep_losing, self.keep_reading)]
+        for thread in self.threads:
+            thread.start()
 
     def keep_dropping(self):
-        """New SYNs to the full listener (each one a ListenOverflow) and UDP datagrams into the full buffer."""
+        """New SYNs to the full listener (each one a ListenOverflow), UDP datagrams into the full buffer, refused
+        connects, completed connections and closed UDP sockets (flows)."""
         while not self.stop_event.wait(0.5):
             self.start_connect(FULL_PORT)
             for _ in range(20):
                 self.udp_sender.sendto(b"u" * 512, ("127.0.0.1", UDP_PORT))
+            for _ in range(3):
+                refused = self.ns.run(socket.socket)
+                with contextlib.suppress(ConnectionRefusedError):
+                    refused.connect(("127.0.0.1", DEAD_PORT))
+                refused.close()
+            client = self.ns.run(socket.create_connection, ("127.0.0.1", CLOSE_WAIT_PORT))
+            self.close_wait_server.accept()[0].close()
+            client.close()
+            self.ns.run(socket.socket, socket.AF_INET, socket.SOCK_DGRAM).close()
+
+    def keep_losing(self):
+        """Transfers over the lossy link, one after another: their retransmissions count when they close."""
+        while not self.stop_event.is_set():
+            client = self.ns.run(socket.socket)
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 10000)
+            client.settimeout(10)
+            with contextlib.suppress(OSError):
+                client.connect((self.link.b, LOSSY_PORT))
+                client.sendall(b"l" * 30000)
+            client.close()
+
+    def keep_reading(self):
+        self.lossy_server.settimeout(1)
+        while not self.stop_event.is_set():
+            try:
+                conn, _ = self.lossy_server.accept()
+            except socket.timeout:
+                continue
+            conn.settimeout(15)
+            with contextlib.suppress(OSError):
+                while conn.recv(65536):
+                    pass
+            conn.close()
 
     def close(self):
         self.stop_event.set()
-        if hasattr(self, "thread"):
-            self.thread.join(5)
+        for thread in getattr(self, "threads", ()):
+            thread.join(20)
         for s in self.sockets:
             s.close()
-        if self.peer:
-            self.peer.delete()
+        if hasattr(self, "link"):
+            self.lossy_server.close()
+            self.link.close()
+        if self.syn_peer:
+            self.syn_peer.delete()
+
 
 
 def fill(sock):
@@ -287,7 +337,7 @@ def stack(netns, tmp_path):
     check = subprocess.run(["promtool", "check", "config", str(tmp_path / "prometheus.yml")], capture_output=True,
                            text=True)
     assert check.returncode == 0, check.stdout + check.stderr
-    trouble = Trouble(netns)
+    trouble = Trouble(netns, peer)
     processes = []
     try:
         for key, value in SYSCTLS.items():

@@ -177,7 +177,7 @@ def main() -> None:
         recorder = Recorder()
 
         def collect(config):
-            render(make_scraper(config, diag=DiagSocket(connect=recorder.connect),
+            render(make_scraper(config, make_diag=lambda: DiagSocket(connect=recorder.connect),
                                 proc=RecordedProc(recorder.recording.proc)))
 
         for config in KERNEL_CONFIGS.values():

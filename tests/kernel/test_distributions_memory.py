@@ -6,6 +6,8 @@ from collections import defaultdict
 
 from helpers import scrape, settle, ss_state, wait_until
 
+from sockdiag_exporter.config import FULL_BUCKETS, MEMORY_FIELDS
+
 BOUNDS = ["0.0", "1024.0", "4096.0", "16384.0", "65536.0", "262144.0", "1.048576e+06", "4.194304e+06",
           "1.6777216e+07", "+Inf"]
 
@@ -37,7 +39,7 @@ def test_receive_queue_histogram_puts_sockets_in_the_right_buckets(netns):
     accepted = netns.run(work)
     assert wait_until(lambda: [len(s.recv(1 << 20, socket.MSG_PEEK | socket.MSG_DONTWAIT)) if n else 0
                                for s, n in zip(accepted, unread)] == unread)
-    exposition = scrape(netns, "tcp")
+    exposition = scrape(netns, "tcp", config={"histograms": {"buckets": list(FULL_BUCKETS)}})
     buckets, count, total = histogram(exposition, "sockdiag_socket_receive_queue_bytes", family="inet",
                                       protocol="tcp")
     # 12 data sockets (6 clients with empty queues, 6 servers), the listener is not one
@@ -50,11 +52,19 @@ def test_receive_queue_histogram_puts_sockets_in_the_right_buckets(netns):
 
 
 def test_histograms_can_be_configured_and_disabled(netns):
-    exposition = scrape(netns, "udp", config={"histograms": {"buckets": [0, 100]}})
+    def bound_udp():
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.bind(("127.0.0.1", 0))  # an unbound one is in no hash: sock_diag does not see it
+        return udp
+
+    netns.keep.append(netns.run(bound_udp))
+    exposition = scrape(netns, "udp", config={"histograms": {"buckets": [0, 100], "collectors": ["udp"]}})
     assert sorted(dict(k)["le"] for k in exposition.select("sockdiag_socket_receive_queue_bytes_bucket",
                                                            family="inet")) == ["+Inf", "0.0", "100.0"]
-    disabled = scrape(netns, "udp", config={"histograms": {"enabled": False}})
+    disabled = scrape(netns, "udp", config={"histograms": {"enabled": False, "collectors": ["udp"]}})
     assert not disabled.select("sockdiag_socket_receive_queue_bytes_bucket")
+    default = scrape(netns, "udp")  # udp is not among the default histograms' collectors
+    assert not default.select("sockdiag_socket_receive_queue_bytes_bucket")
 
 
 SKMEM = re.compile(r"skmem:\(r(\d+),rb(\d+),t(\d+),tb(\d+),f(\d+),w(\d+),o(\d+),bl(\d+),d(\d+)\)")
@@ -101,7 +111,7 @@ def test_udp_memory_and_real_drops_match_ss_and_the_counters(netns):
 
     netns.run(work)
     settle(netns)
-    exposition = scrape(netns, "udp", "netstat")
+    exposition = scrape(netns, "udp", "netstat", config={"memory": {"fields": list(MEMORY_FIELDS)}})
     theirs = ss_memory(netns, "-u", "-4")
     ours = our_memory(exposition, family="inet", protocol="udp")
     assert {s: r for s, r in ours.items() if any(r)} == theirs
@@ -125,7 +135,7 @@ def test_unix_and_tcp_memory_match_ss_when_enabled(netns, tmp_path):
 
     netns.run(work)
     settle(netns)
-    config = {"memory": {"collectors": ["tcp", "unix"]}}
+    config = {"memory": {"collectors": ["tcp", "unix"], "fields": list(MEMORY_FIELDS)}}
     exposition = scrape(netns, "tcp", "unix", config=config)
     unix = ss_memory(netns, "-x")
     assert unix["established"][2] > 0 and unix["established"][1] > 0  # unix charges data to the sender

@@ -12,8 +12,39 @@ import pytest
 
 from helpers import Exposition, NetNS, drop_thread_privileges, make_scraper, nonzero, render, ss_by_state, ss_rows
 
-from sockdiag_exporter.containers import container_name
 from sockdiag_exporter.namespaces import NamespaceSet, own_namespace
+
+OWN = own_namespace().label  # "host", or "self" where pid 1's namespace cannot be compared
+
+
+def populate(ns: NetNS, connections: int) -> None:
+    """A listener and connections to it, some with unread data."""
+    def work():
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        server.listen(64)
+        ns.keep.append(server)
+        for i in range(connections):
+            c = socket.create_connection(server.getsockname())
+            s, _ = server.accept()
+            ns.keep.extend([c, s])
+            if i % 3 == 0:
+                c.send(b"n" * (i + 1))
+
+    ns.run(work)
+
+
+def fill_accept_queue(ns: NetNS) -> None:
+    """A listener with backlog 1 holding the two connections it can queue: at its limit."""
+    def work():
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        ns.keep.append(server)
+        for _ in range(2):
+            ns.keep.append(socket.create_connection(server.getsockname()))
+
+    ns.run(work)
 
 OWN = own_namespace().label  # "host", or "self" where pid 1's namespace cannot be compared
 
@@ -25,20 +56,7 @@ def namespaces():
     def make(connections: int):
         ns = NetNS()
         made.append(ns)
-
-        def work():
-            server = socket.socket()
-            server.bind(("127.0.0.1", 0))
-            server.listen(64)
-            ns.keep.append(server)
-            for i in range(connections):
-                c = socket.create_connection(server.getsockname())
-                s, _ = server.accept()
-                ns.keep.extend([c, s])
-                if i % 3 == 0:
-                    c.send(b"n" * (i + 1))
-
-        ns.run(work)
+        populate(ns, connections)
         return ns
 
     yield make
@@ -95,17 +113,20 @@ def test_a_namespace_deleted_between_scrapes_of_one_scraper(namespaces, caplog):
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
-def test_the_cap_folds_the_rest_into_other(namespaces):
-    made = [namespaces(n) for n in (1, 2, 3, 4)]
-    names = sorted(ns.name for ns in made)
-    exposition = collect({"namespaces": {"named": True, "include": names, "max_namespaces": 3},
-                          "collectors": {"sctp": False}})
-    kept = {OWN} | set(names[:2])
-    folded = names[2:]
-    counts = {dict(k)["netns"] for k in exposition.select("sockdiag_netns_up")}
-    assert counts == kept
+def test_the_cap_keeps_the_namespace_in_trouble_and_the_largest_and_folds_the_rest(namespaces):
+    made = sorted((namespaces(0) for _ in range(4)), key=lambda ns: ns.name)
+    populations = dict(zip((ns.name for ns in made), (4, 1, 3, 0)))
+    for ns in made:
+        populate(ns, populations[ns.name])
+    fill_accept_queue(made[-1])  # the one that sorts last, and the smallest: its accept queue full
+    exposition = collect({"namespaces": {"named": True, "include": [ns.name for ns in made], "max_namespaces": 3},
+                          "collectors": {"sctp": False}, "profile": "full"})
+    kept = {OWN, made[-1].name, made[0].name}  # the exporter's own, the one in trouble, the largest
+    folded = [made[1].name, made[2].name]
+    assert {dict(k)["netns"] for k in exposition.select("sockdiag_netns_up")} == kept
     assert exposition.value("sockdiag_netns_folded") == 2
-    populations = {ns.name: n for ns, n in zip(made, (1, 2, 3, 4))}
+    full = exposition.select("sockdiag_listener_accept_queue_length", netns=made[-1].name)
+    assert max(full.values()) == 2  # kept with its full queue in sight, although it sorts last and is the smallest
     other = exposition.value("sockdiag_sockets", netns="other", family="inet", protocol="tcp", state="established")
     assert other == sum(2 * populations[name] for name in folded)
     # kernel-wide facts once, from the exporter's own namespace; no zero-valued series from the others
@@ -117,7 +138,7 @@ def test_the_cap_folds_the_rest_into_other(namespaces):
 def test_dense_namespaces_keep_every_zero(namespaces):
     ns = namespaces(1)
     exposition = collect({"namespaces": {"named": True, "include": [ns.name], "sparse": False},
-                          "collectors": {"sctp": False}})
+                          "collectors": {"sctp": False}, "profile": "full"})
     assert exposition.value("sockdiag_sockets", netns=ns.name, family="inet", protocol="udp",
                             state="unconnected") == 0
     assert exposition.value("sockdiag_diag_handler_available", netns=ns.name, family="inet", protocol="udp") == 1
@@ -154,15 +175,3 @@ def test_without_cap_sys_admin_the_feature_is_off_and_said_once(caplog):
     assert result["set"].enabled == {"named_namespaces": False, "process_namespaces": False}
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "needs CAP_SYS_ADMIN" in warnings[0]
-
-
-@pytest.mark.parametrize("cgroup,name", [
-    ("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod0f2c6e1a_3b4d_4c5e_8f9a_0123456789ab.slice/"
-     "cri-containerd-4f1c2d3e4b5a.scope", "pod-0f2c6e1a_3b4d_4c5e_8f9a_0123456789ab"),
-    ("/system.slice/docker-4f1c2d3e4b5a6978e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1.scope", "4f1c2d3e4b5a"),
-    ("/machine.slice/machine-web01.scope", "web01"),
-    ("/system.slice/nginx.service", "nginx.service"),
-    ("/user.slice", ""),
-])
-def test_container_names_from_cgroup_paths(cgroup, name):
-    assert container_name(cgroup) == name

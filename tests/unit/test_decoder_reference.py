@@ -390,3 +390,106 @@ def test_unix_listener_records(dump):
     feed_all(decoder, buffers, padding)
     expected = reference.decode(reference.Request("unix"), buffers, SEQ)
     assert [tuple(r) for r in decoder.records] == [reference.unix_listener(m) for m in expected.records]
+
+
+# --- destroy events: the flows decoder against the reference's rules -------------------------------------------
+
+EVENT_PORTS = (80, 443, 8080, 40000, 0)
+LISTENING = {("inet", 80), ("inet6", 443), ("inet", 8080), ("inet6", 8080)}
+RTT_BOUNDS = (100, 1000, 10000, 100000, 1000000)  # microseconds
+FLOW_GROUPS = ((frozenset({80}), frozenset()), (frozenset(), frozenset({443, 40000})))
+INFO_LENGTHS = (280, 280, 280, 248, 232, 224, 160, 150, 144, 104, 0)  # kernels from 2.6 to 6.18, and a cut field
+
+
+def tcp_fields(rng: random.Random) -> dict:
+    """tcp_info values around the classification's edges: zero or not, "no RTT sample", unanswered SYNs."""
+    def some(top):
+        return rng.choice((0, 0, 1, 2, rng.randrange(top)))
+
+    return {"pmtu": rng.choice((0, 1500, 65535, 65535)), "retransmits": rng.choice((0, 0, 0, 1, 6)),
+            "rtt": rng.choice((0, 50, 100, 101, 20000, 5_000_000)), "total_retrans": some(100),
+            "bytes_acked": some(1 << 40), "bytes_received": some(1 << 40), "segs_out": some(1000),
+            "segs_in": some(1000), "min_rtt": rng.choice((0xFFFFFFFF, 0xFFFFFFFF, 0, 30)),
+            "bytes_retrans": some(1 << 20), "snd_wnd": rng.choice((0, 0, 65535))}
+
+
+@st.composite
+def event_datagrams(draw):
+    """Datagrams as a subscriber receives them: mostly one TCP event of the kernel's shape; others of older and newer
+    kernels (shorter tcp_info, a PAD attribute, the attributes in another order, unknown ones after), UDP events,
+    other protocols and families, and now and then two messages in one datagram or a NOOP."""
+    rng = random.Random(draw(st.integers(0, 2 ** 32 - 1)))
+    datagrams = []
+    for _ in range(draw(st.integers(0, 60))):
+        family = rng.choice((socket.AF_INET, socket.AF_INET6))
+        kind = rng.choice(("tcp",) * 8 + ("udp", "udplite", "unix family", "noop", "two"))
+        sport, dport = rng.choice(EVENT_PORTS), rng.choice(EVENT_PORTS)
+        if kind == "udp":
+            datagrams.append(dm.destroy_event(family, 17, sport, dport))
+            continue
+        if kind == "udplite":
+            datagrams.append(dm.destroy_event(family, 136, sport, dport))
+            continue
+        if kind == "noop":
+            datagrams.append(dm.nlmsg(b"", 0, dm.NLMSG_NOOP, 0))
+            continue
+        info = dm.tcp_info(rng.choice(INFO_LENGTHS), **tcp_fields(rng))
+        protocol = dm.attr(dm.INET_DIAG_PROTOCOL, bytes([6]))
+        shape = rng.choice(("kernel",) * 6 + ("pad", "info first", "unknown after", "no info"))
+        attrs = {"kernel": [protocol, dm.attr(dm.INET_DIAG_INFO, info)],
+                 "pad": [protocol, dm.attr(dm.INET_DIAG_PAD, b""), dm.attr(dm.INET_DIAG_INFO, info)],
+                 "info first": [dm.attr(dm.INET_DIAG_INFO, info), protocol],
+                 "unknown after": [protocol, dm.attr(dm.INET_DIAG_INFO, info), dm.attr(60, bytes(rng.randrange(9)))],
+                 "no info": [protocol]}[shape]
+        event = dm.destroy_event(socket.AF_UNIX if kind == "unix family" else family, 6, sport, dport,
+                                 rqueue=rng.choice((0, 0, 1, 2, 100)), attrs=attrs)
+        if kind == "two":
+            event += dm.destroy_event(family, 17, sport, dport)
+        datagrams.append(event)
+    return datagrams
+
+
+def flows_ours(tally, groups: int):
+    """The FlowDecoder's tally in the reference's terms."""
+    from sockdiag_exporter.diag.flows import OUTCOMES
+
+    names = ("inet", "inet6"), ("outbound", "inbound"), ("completed", "reset", "timeout", "refused", "unanswered")
+    assert len(names[2]) == OUTCOMES
+
+    def key(k):
+        return names[0][k.family], names[1][k.direction], names[2][k.outcome]
+
+    rows = {key(k): list(row) for k, row in tally.connections()}
+    listeners = {key(k) + (port,): list(row) for k, port, row in tally.by_listener()}
+    grouped = {}
+    for bit in range(groups):
+        for k, row in tally.in_group(bit):  # one row per group mask: connections in several groups come apart
+            total = grouped.setdefault((bit,) + key(k), [0] * len(row))
+            for i, value in enumerate(row):
+                total[i] += value
+    rtt = {name: list(tally.rtt_histogram(d)[0]) for d, name in enumerate(names[1])}
+    rtt_sum = {name: tally.rtt_histogram(d)[1] for d, name in enumerate(names[1])}
+    udp = dict(zip(names[0], tally.udp))
+    return reference.Flows(rows, listeners, grouped, rtt, rtt_sum, udp, tally.events, tally.ignored,
+                           tally.malformed)
+
+
+@SETTINGS
+@given(event_datagrams(), st.booleans())
+def test_destroy_events(datagrams, batched):
+    """Every datagram through the decoder as the subscriber feeds it (recvmmsg slots) or one by one."""
+    from sockdiag_exporter.diag.flows import INET, INET6, FlowDecoder
+
+    decoder = FlowDecoder(RTT_BOUNDS, port_tables([(sorted(a), sorted(b)) for a, b in FLOW_GROUPS]))
+    decoder.listen([(INET if family == "inet" else INET6, port) for family, port in LISTENING])
+    slot = 1024
+    if batched:
+        backing = bytearray(slot * max(1, len(datagrams)))
+        for i, data in enumerate(datagrams):
+            backing[i * slot : i * slot + len(data)] = data
+        decoder.feed_slots(memoryview(backing), len(datagrams), slot, [len(d) for d in datagrams])
+    else:
+        for data in datagrams:
+            decoder.feed(memoryview(bytearray(data) + bytes(64)), 0, len(data))
+    expected = reference.decode_events(datagrams, LISTENING, RTT_BOUNDS, FLOW_GROUPS)
+    assert flows_ours(decoder.tally, len(FLOW_GROUPS)) == expected

@@ -8,7 +8,7 @@ import struct
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fuzzing import decoder_target, nlmsg, procfs_target, seeds
+from fuzzing import decoder_target, event_seeds, events_target, nlmsg, procfs_target, seeds
 
 SMOKE = settings(max_examples=4000, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 
@@ -47,6 +47,23 @@ def test_mutated_valid_replies(choice, seed, edits, cut):
     decoder_target(choice, bytes(data))
 
 
+@SMOKE
+@given(st.integers(0, 1 << 14), messages)
+def test_destroy_events_structured(choice, data):
+    events_target(choice, data)
+
+
+@SMOKE
+@given(st.integers(0, 1 << 14), st.sampled_from(event_seeds()),
+       st.lists(st.tuples(st.integers(0, 4095), st.integers(0, 255)), max_size=12), st.integers(0, 1000))
+def test_destroy_events_mutated(choice, seed, edits, cut):
+    """Kernel-shaped events with bytes changed and cut short: truncated INET_DIAG_INFO, bad lengths, other types."""
+    data = bytearray(seed[: max(cut, 1)])
+    for where, value in edits:
+        data[where % len(data)] = value
+    events_target(choice, bytes(data))
+
+
 proc_lines = st.lists(st.one_of(
     st.text(max_size=120),
     st.builds(lambda n, st_, q: f"{n}: 0100007F:0001 00000000:0000 {st_} {q} 00:00000000 00000000 0 0 1 2 x 0",
@@ -58,6 +75,16 @@ proc_lines = st.lists(st.one_of(
 @given(st.integers(0, 2), proc_lines)
 def test_proc_parsers(choice, text):
     procfs_target(choice, text)
+
+
+def test_event_seeds_decode_as_connections():
+    from sockdiag_exporter.diag.flows import FlowDecoder
+
+    decoder = FlowDecoder()
+    for seed in event_seeds():
+        decoder.feed(memoryview(bytearray(seed)), 0, len(seed))
+    tally = decoder.tally
+    assert (tally.events, tally.malformed, sum(row[0] for _, row in tally.connections()), tally.udp) == (4, 0, 2, [2, 0])
 
 
 def test_seeds_are_valid_replies():

@@ -23,7 +23,7 @@ def test_every_metric_has_a_table_row_with_its_type_and_labels():
 
 def test_every_config_key_and_collector_is_documented():
     config = Config()
-    for section in ("web", "log", "netlink"):
+    for section in ("web", "log", "netlink", "flows"):
         for field in dataclasses.fields(getattr(config, section)):
             assert f"`{section}.{field.name}`" in README
     for name in REGISTRY:

@@ -47,13 +47,15 @@ def rendered_rules(tmp_path_factory):
 
 
 def exporter_series_names():
-    """Every sample name the exporter can serve (counters with _total, gauge histograms' three series)."""
+    """Every sample name the exporter can serve (counters with _total, histograms' three series)."""
     names = set()
     for m in metrics.ALL:
         if m.kind == "counter":
             names.add(m.name + "_total")
         elif m.kind == "gaugehistogram":
             names.update(m.name + suffix for suffix in ("_bucket", "_gcount", "_gsum"))
+        elif m.kind == "histogram":
+            names.update(m.name + suffix for suffix in ("_bucket", "_count", "_sum"))
         else:
             names.add(m.name)
     return names

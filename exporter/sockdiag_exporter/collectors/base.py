@@ -1,7 +1,8 @@
 """What a collector is, what it reads from (Context) and what it writes into (Samples)."""
 
+import threading
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from .. import metrics as m
 from ..diag.errors import DiagUnsupported
@@ -26,23 +27,33 @@ class Samples:
 
 
 class Context:
-    """What collectors read from in one network namespace: its diag socket, its /proc/net, and the options; and
-    what they keep there from one collection to the next (kept: name -> value, e.g. the last ephemeral-port
-    analysis).
+    """What collectors read from in one network namespace: its diag sockets, its /proc/net, the options, the
+    background objects collectors keep there (a destroy-event subscriber), closed with it, and what they keep there
+    from one collection to the next (kept: name -> value, e.g. the last ephemeral-port analysis).
+
+    Dumps may run at once (parallel collection, and a collector's own parallel dumps): each takes a diag socket of
+    its own from a small pool that grows to the most dumps run at once in this namespace. Sockets open in the
+    calling thread's network namespace, which is this context's by construction.
 
     A dump the kernel has no handler for is not asked again for recheck_unsupported seconds: on kernels with
     loadable modules each such request makes the kernel try modprobe.
     """
 
-    def __init__(self, diag: DiagSocket, recheck_unsupported: float = 300.0, options: Options = DEFAULT_OPTIONS,
-                 proc: Optional[ProcNet] = None, clock=time.monotonic):
-        self.diag = diag
+    def __init__(self, make_diag: Callable[[], DiagSocket], recheck_unsupported: float = 300.0,
+                 options: Options = DEFAULT_OPTIONS, proc: Optional[ProcNet] = None, clock=time.monotonic,
+                 parallel: bool = False):
+        self.make_diag = make_diag
         self.proc = proc or ProcNet()
         self.recheck_unsupported = recheck_unsupported
         self.options = options
+        self.parallel_dumps = parallel
         self._clock = clock
         self._unsupported: Dict[bytes, Tuple[float, str]] = {}  # request -> (ask again after, the refusal)
-        self.kept: Dict[str, object] = {}
+        self._lock = threading.Lock()
+        self._idle: List[DiagSocket] = []
+        self._all: List[DiagSocket] = []
+        self._background: Dict[str, object] = {}  # name -> an object with close()
+        self.kept: Dict[str, object] = {}  # one collector's own key each: collectors may run at once
 
     def now(self) -> float:
         """Monotonic seconds, from the context's clock."""
@@ -50,11 +61,36 @@ class Context:
 
     def dump(self, request: bytes, layout: Layout, what: str, detail: Detail = NO_DETAIL) -> Tally:
         """The tally of one dump; raises DiagUnsupported, from memory while the last refusal is recent."""
-        return self._ask(request, lambda: self.diag.dump(request, layout, what, detail))
+        return self._ask(request, lambda diag: diag.dump(request, layout, what, detail))
 
     def records(self, request: bytes, layout: Layout, what: str, extract) -> list:
         """One record per socket of a (small) dump, see DiagSocket.records."""
-        return self._ask(request, lambda: self.diag.records(request, layout, what, extract))
+        return self._ask(request, lambda diag: diag.records(request, layout, what, extract))
+
+    def each(self, fn, items) -> list:
+        """[fn(item) for item in items], at once on threads of their own when parallel dumps are on (they enter
+        this context's namespace too: a thread starts in its creator's); the first exception raised is raised."""
+        items = list(items)
+        if not self.parallel_dumps or len(items) < 2:
+            return [fn(item) for item in items]
+        results = [None] * len(items)
+
+        def run(index):
+            try:
+                results[index] = (True, fn(items[index]))
+            except BaseException as e:  # handed to the caller
+                results[index] = (False, e)
+
+        threads = [threading.Thread(target=run, args=(i,), name="dump") for i in range(1, len(items))]
+        for thread in threads:
+            thread.start()
+        run(0)
+        for thread in threads:
+            thread.join()
+        for ok, value in results:
+            if not ok:
+                raise value
+        return [value for _, value in results]
 
     def _ask(self, request: bytes, run):
         known = self._unsupported.get(request)
@@ -62,14 +98,37 @@ class Context:
             # A new exception each time: re-raising a kept one would chain every collection's frames (and all
             # their samples) onto its traceback, for ever.
             raise DiagUnsupported(known[1])
+        with self._lock:
+            if self._idle:
+                diag = self._idle.pop()
+            else:
+                diag = self.make_diag()
+                self._all.append(diag)
         try:
-            return run()
+            return run(diag)
         except DiagUnsupported as e:
             self._unsupported[request] = (self._clock() + self.recheck_unsupported, str(e))
             raise
+        finally:
+            with self._lock:
+                self._idle.append(diag)
+
+    def background(self, name: str, make: Callable[[], object]):
+        """The background object of that name, made by make() on first use: in the thread that asks, which is
+        inside this context's network namespace during a collection."""
+        with self._lock:  # collectors of one namespace may run at once
+            found = self._background.get(name)
+            if found is None:
+                found = self._background[name] = make()
+            return found
 
     def close(self) -> None:
-        self.diag.close()
+        with self._lock:
+            for diag in self._all:
+                diag.close()
+            for obj in self._background.values():
+                obj.close()
+            self._background.clear()
 
 
 class Collector:
@@ -77,9 +136,14 @@ class Collector:
 
     name = ""
     help = ""
+    weight = 1  # how long it takes, roughly, against the others: the heaviest start first when collecting at once
 
     def collect(self, ctx: Context, out: Samples) -> None:
         raise NotImplementedError
+
+    def start(self, ctx: Context) -> None:
+        """Called once when a plan is built, with the exporter's own namespace's context: a collector that counts
+        between collections starts counting here (others need nothing)."""
 
 
 def dump_or_none(ctx: Context, out: Samples, request: bytes, layout: Layout, family: str, protocol: str,
@@ -90,8 +154,9 @@ def dump_or_none(ctx: Context, out: Samples, request: bytes, layout: Layout, fam
     except DiagUnsupported:
         out.add(m.HANDLER_AVAILABLE, (family, protocol), 0)
         return None
-    out.add(m.HANDLER_AVAILABLE, (family, protocol), 1)
-    out.add(m.SOURCE_INFO, (family, protocol, "sock_diag"), 1)
+    if ctx.options.full:  # what goes without saying is left out of the default profile: a handler, its source
+        out.add(m.HANDLER_AVAILABLE, (family, protocol), 1)
+        out.add(m.SOURCE_INFO, (family, protocol, "sock_diag"), 1)
     return tally
 
 
@@ -99,4 +164,5 @@ def dump_family(ctx: Context, out: Samples, collector: str, family: str, request
     """The one dump of a single-dump family (unix, netlink, packet): with SK_MEMINFO values when the collector is
     in memory.collectors. request(memory) makes the request; layouts are (without memory, with memory)."""
     memory = collector in ctx.options.memory
-    return dump_or_none(ctx, out, request(memory), layouts[memory], family, "", f"{family} dump", ctx.options.detail)
+    return dump_or_none(ctx, out, request(memory), layouts[memory], family, "", f"{family} dump",
+                        ctx.options.detail_for(collector))

@@ -48,7 +48,7 @@ class CountedCollector(Collector):
             sock_type = getattr(key, "type", c.SOCK_STREAM)  # SMC replies have no type: always stream
             return (fam.name, names.socket_type_name(sock_type), ""), fam.states, getattr(key, "state", 0)
 
-        emit_tally(out, tally, split, 1, queues=False)
+        emit_tally(out, tally, split, ctx.options, queues=False)
 
 
 COLLECTORS = tuple(CountedCollector(f) for f in FAMILIES)

@@ -10,9 +10,9 @@ from ..diag.errors import DiagError, DiagUnsupported
 from ..diag.procfs import PortRange, parse_inet_table, read_port_range, read_sysctl_int
 from ..diag.tally import Tally, port_table
 from . import names
-from .base import Collector, Context, Samples, dump_or_none
+from .base import Collector, Context, Samples
 from .emit import emit_cgroups, emit_port_groups, emit_tally
-from .listeners import Listener, emit_listeners, emit_receivers, interface_address
+from .listeners import Listener, emit_listeners, emit_receivers, interface_address, near_limit
 
 FAMILIES = ((c.AF_INET, "inet", ""), (c.AF_INET6, "inet6", "6"))
 LISTEN = names.TCP_STATES[c.TCP_LISTEN]
@@ -55,6 +55,11 @@ class Protocol(NamedTuple):
     clients: bool = False  # TCP: ephemeral port usage per destination, TIME_WAIT minisockets and their limit
     receivers: bool = False  # unconnected sockets reported one by one (UDP receivers); needs SK_MEMINFO
 
+    @property
+    def core(self) -> bool:
+        """Alerts and dashboards read its states one by one: they always get a series (see emit.fill_for)."""
+        return self.name in ("tcp", "udp")
+
 
 PROTOCOLS = (
     Protocol("tcp", c.IPPROTO_TCP, "stream", names.TCP_STATES, None, True, "TCP sockets", half_open=True,
@@ -92,53 +97,47 @@ class InetCollector(Collector):
         self.protocol = protocol
         self.name = protocol.name
         self.help = protocol.help
+        self.weight = {"tcp": 10, "udp": 2}.get(protocol.name, 1)  # TCP sockets are most of a busy host's
 
     def collect(self, ctx: Context, out: Samples) -> None:
         proto, opts = self.protocol, ctx.options
         memory = proto.name in opts.memory
         layout = proto.layouts[memory or proto.receivers]  # receivers need rcvbuf and drops
         width = 3 + (len(requests.MEMINFO_NAMES) if memory else 0)
-        states = requests.INET_ALL_STATES & ~requests.LISTEN_STATES if proto.listeners else requests.INET_ALL_STATES
         ports = self._port_range(ctx, out) if proto.clients or proto.receivers else None
         analysis = _due_analysis(ctx, ports) if proto.clients else None  # None: keep the last one
-        detail = self._detail(opts.detail, ports, analysis is not None)
+        detail = self._detail(opts.detail_for(proto.name), ports, analysis is not None)
         listeners, present, half_open = [], [], {}
         receivers: Dict[tuple, list] = {}
         unlisted: Dict[Tuple[str, str, str], list] = {}
-        for family_number, family, suffix in FAMILIES:
-            what = f"{family} {proto.name} dump"
-            request = requests.inet(family_number, proto.number, states, memory or proto.receivers)
-            tally = dump_or_none(ctx, out, request, layout, family, proto.name, what, detail)
-            if tally is None and proto.procfs:
-                name = proto.procfs + suffix
-                try:
-                    tally = parse_inet_table(ctx.proc.read(name), name, opts.detail.bounds)
-                except DiagUnsupported:
-                    continue
-                out.add(m.SOURCE_INFO, (family, proto.name, "procfs"), 1)
+        # IPv4 and IPv6 dumps are independent: they run at once where parallel dumps are on
+        for (family_number, family, _), (tally, source, found) in zip(FAMILIES, ctx.each(
+                lambda fam: self._dump(ctx, fam, layout, memory or proto.receivers, detail), FAMILIES)):
+            if source != "sock_diag" or opts.full:  # the default profile says only what is missing, and where from
+                out.add(m.HANDLER_AVAILABLE, (family, proto.name), int(source == "sock_diag"))
             if tally is None:
                 continue
+            if source != "sock_diag" or opts.full:
+                out.add(m.SOURCE_INFO, (family, proto.name, source), 1)
             labels = (family, proto.socket_type, proto.name)
             present.append(labels)
             listen_row, group_listeners, cgroup_listeners = [0] * width, {}, {}
-            if proto.listeners:
-                found = ctx.records(requests.inet(family_number, proto.number, requests.LISTEN_STATES, True),
-                                    requests.INET_LAYOUT, f"{family} {proto.name} listener dump",
-                                    requests.inet_listener)
-                for rec in found:
-                    for i, value in enumerate((1, rec.length, rec.limit) + (rec.memory if memory else ())):
-                        listen_row[i] += value
-                    for group in opts.port_groups:
-                        if rec.port in group.local:
-                            group_listeners[group.name] = group_listeners.get(group.name, 0) + 1
-                    cgroup_listeners[rec.cgroup] = cgroup_listeners.get(rec.cgroup, 0) + 1
-                    listeners.append(Listener(*labels, interface_address(rec.address, rec.ifindex), rec.length,
-                                              rec.limit, rec.memory[DROPS - 3] if rec.memory else 0))
-                if proto.half_open:
-                    half_open.update(_half_open(family_number, labels, tally, {lst.address for lst in listeners}))
-            emit_tally(out, tally, lambda key, labels=labels: (labels, proto.states, key.state), width, LISTEN,
+            for rec in found:
+                for i, value in enumerate((1, rec.length, rec.limit) + (rec.memory if memory else ())):
+                    listen_row[i] += value
+                for group in opts.port_groups:
+                    if rec.port in group.local:
+                        group_listeners[group.name] = group_listeners.get(group.name, 0) + 1
+                count, troubled = cgroup_listeners.get(rec.cgroup, (0, False))
+                cgroup_listeners[rec.cgroup] = (count + 1, troubled or near_limit(rec.length, rec.limit))
+                listeners.append(Listener(*labels, interface_address(rec.address, rec.ifindex), rec.length,
+                                          rec.limit, rec.memory[DROPS - 3] if rec.memory else 0))
+            if proto.half_open:
+                half_open.update(_half_open(family_number, labels, tally, {lst.address for lst in listeners}))
+            emit_tally(out, tally, lambda key, labels=labels: (labels, proto.states, key.state), opts, LISTEN,
                        always=[(labels, proto.states)],
-                       extra={labels: {LISTEN: listen_row}} if proto.listeners else None)
+                       extra={labels: {LISTEN: listen_row}} if proto.listeners else None, core=proto.core,
+                       width=width)
             if proto.clients:
                 for key, count in sorted(tally.minisockets()):
                     out.add(m.TIMEWAIT_MINISOCKETS, (family, names.state_name(names.TCP_STATES, key.state)), count)
@@ -151,11 +150,33 @@ class InetCollector(Collector):
             if opts.cgroups:
                 emit_cgroups(out, opts, family, proto.name, tally, proto.states, LISTEN, cgroup_listeners)
         if proto.listeners:
-            emit_listeners(out, listeners, opts.max_listeners, present, half_open if proto.half_open else None)
+            emit_listeners(out, listeners, opts.max_listeners, present if opts.full else (),
+                           half_open if proto.half_open else None)
         if proto.receivers:
             emit_receivers(out, receivers, opts.max_receivers, unlisted)
         if proto.clients:
             _emit_port_use(out, ctx, analysis)
+
+    def _dump(self, ctx: Context, fam: tuple, layout, memory: bool, detail):
+        """The I/O of one address family: (tally or None, where it came from, listener records)."""
+        proto, (family_number, family, suffix) = self.protocol, fam
+        states = requests.INET_ALL_STATES & ~requests.LISTEN_STATES if proto.listeners else requests.INET_ALL_STATES
+        try:
+            tally = ctx.dump(requests.inet(family_number, proto.number, states, memory), layout,
+                             f"{family} {proto.name} dump", detail)
+        except DiagUnsupported:
+            if not proto.procfs:
+                return None, None, []
+            name = proto.procfs + suffix
+            try:
+                return parse_inet_table(ctx.proc.read(name), name, detail.bounds), "procfs", []
+            except DiagUnsupported:
+                return None, None, []
+        found = []
+        if proto.listeners:  # the listener dump is small: it always carries SK_MEMINFO, for the drops
+            found = ctx.records(requests.inet(family_number, proto.number, requests.LISTEN_STATES, True),
+                                requests.INET_LAYOUT, f"{family} {proto.name} listener dump", requests.inet_listener)
+        return tally, "sock_diag", found
 
     def _port_range(self, ctx: Context, out: Samples) -> Optional[PortRange]:
         """The namespace's ephemeral port range (and, for TCP, the TIME_WAIT bucket limit), None if unreadable."""

@@ -11,6 +11,14 @@ from .. import metrics as m
 from .base import Samples
 
 
+NEAR_LIMIT = 0.9  # a listener this full is in trouble: the default threshold of the accept-queue alert
+
+
+def near_limit(length: int, limit: int) -> bool:
+    """Whether an accept queue is near its limit (what makes a namespace or a cgroup worth keeping apart)."""
+    return bool(length) and length >= NEAR_LIMIT * limit
+
+
 class Listener(NamedTuple):
     family: str
     socket_type: str
@@ -56,13 +64,12 @@ def _merge_listener(row: Optional[list], other: list) -> list:
             None if row[4] is None else row[4] + other[4], None if row[5] is None else row[5] + other[5]]
 
 
-def emit_listeners(out: Samples, listeners: List[Listener], cap: int, groups: Iterable[tuple],
+def emit_listeners(out: Samples, listeners: List[Listener], cap: int, groups: Iterable[tuple] = (),
                    half_open: Optional[Dict[tuple, int]] = None) -> None:
     """Per-listener series, at most cap of them (the fullest socket's fill first, then the summed fill, then the
     address); the rest summed into address="other" of their (family, socket_type, protocol), with how many were
-    folded.
+    folded where some were, and for every (family, socket_type, protocol) in groups (the full profile's zeros).
 
-    groups: every (family, socket_type, protocol) to report a folded count for, even 0.
     half_open: labels (with address) -> connections in SYN_RECV, for protocols that have a SYN queue; None for none.
     """
     merged: Dict[tuple, list] = {}

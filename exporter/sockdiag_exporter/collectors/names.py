@@ -26,6 +26,10 @@ TCP_STATES = {
     c.TCP_NEW_SYN_RECV: "new_syn_recv",
 }
 
+# States sock_diag never reports: request sockets (TCP_NEW_SYN_RECV) come as syn_recv (inet_diag's req sockets
+# fill idiag_state with TCP_SYN_RECV), so a new_syn_recv series would always be zero (the full profile keeps it).
+NEVER_REPORTED = frozenset({"new_syn_recv"})
+
 # Other families reuse the TCP numbers; TCP_CLOSE means "not connected" there (ss shows UNCONN).
 # Datagram protocols only ever report these two.
 DGRAM_STATES = {c.TCP_ESTABLISHED: "established", c.TCP_CLOSE: "unconnected"}
@@ -131,6 +135,12 @@ ETHERTYPES = {
     0x88CC: "lldp",
     0x88F7: "1588",
 }
+
+
+# diag.flows numbers: family index, direction, outcome
+FLOW_FAMILIES = ("inet", "inet6")
+FLOW_DIRECTIONS = ("outbound", "inbound")
+FLOW_OUTCOMES = ("completed", "reset", "timeout", "refused", "unanswered")
 
 
 def state_name(table: dict, state: int) -> str:

@@ -22,7 +22,7 @@ class NetlinkCollector(Collector):
             labels = ("netlink", names.socket_type_name(key.type), names.netlink_protocol_name(key.protocol))
             return labels, names.NETLINK_STATES, key.state
 
-        emit_tally(out, tally, split, 1 + tally.layout.nvalues)
+        emit_tally(out, tally, split, ctx.options)
 
 
 COLLECTORS = (NetlinkCollector(),)

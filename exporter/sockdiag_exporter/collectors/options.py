@@ -3,6 +3,7 @@
 from typing import FrozenSet, NamedTuple, Optional, Tuple
 
 from ..diag import constants as c
+from ..diag.requests import MEMINFO_NAMES
 from ..diag.tally import NO_DETAIL, Detail, port_tables
 
 
@@ -10,6 +11,14 @@ class PortGroup(NamedTuple):
     name: str
     local: FrozenSet[int]
     remote: FrozenSet[int]
+
+
+class FlowOptions(NamedTuple):
+    """What the flows collector and its per-namespace subscribers read from the configuration (flows.*)."""
+
+    receive_buffer: int = 8 << 20
+    rtt_bounds: Tuple[float, ...] = ()  # seconds
+    max_listeners: int = 20
 
 
 class Options(NamedTuple):
@@ -21,6 +30,10 @@ class Options(NamedTuple):
     max_listeners: int = 100  # listeners reported one by one, per collector
     cgroups: Optional[object] = None  # a CgroupMap when cgroup attribution is on
     max_cgroups: int = 100
+    histograms: FrozenSet[str] = frozenset()  # collectors whose sockets get queue histograms (detail.bounds)
+    memory_fields: Tuple[int, ...] = tuple(range(c.SK_MEMINFO_VARS))  # SK_MEMINFO values exported, by index
+    full: bool = True  # the full profile: every known state of every family with zeros, every fact repeated
+    flows: FlowOptions = FlowOptions()
     max_receivers: int = 50  # UDP receivers reported one by one, per collector
     destinations: int = 0  # busiest ephemeral-port destinations reported one by one, per family (0: none)
     ports_interval: float = 60.0  # seconds between ephemeral-port analyses (0: every collection)
@@ -35,9 +48,17 @@ class Options(NamedTuple):
             port_tables([(g.local, g.remote) for g in groups]) if groups else None,
             c.INET_DIAG_CGROUP_ID if cgroups else 0,
         )
+        flows = FlowOptions(config.flows.receive_buffer_bytes, config.flows.rtt_buckets, config.flows.max_listeners)
         return cls(detail, groups, frozenset(config.memory.collectors), config.listeners.max_series, cgroups,
-                   config.cgroups.max_series, config.udp_receivers.max_series, config.ephemeral_ports.destinations,
+                   config.cgroups.max_series, frozenset(config.histograms.collectors),
+                   tuple(sorted(MEMINFO_NAMES.index(f) for f in config.memory.fields)), config.profile == "full",
+                   flows, config.udp_receivers.max_series, config.ephemeral_ports.destinations,
                    config.ephemeral_ports.interval_seconds)
+
+    def detail_for(self, collector: str) -> Detail:
+        """What this collector's dumps tally: no histogram buckets unless it is in histograms.collectors (the
+        decoders then skip bucketing altogether)."""
+        return self.detail if collector in self.histograms else self.detail._replace(bounds=())
 
 
 DEFAULT_OPTIONS = Options()

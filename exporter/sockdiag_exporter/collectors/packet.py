@@ -20,7 +20,7 @@ class PacketCollector(Collector):
             return
         emit_tally(out, tally, lambda key: (
             ("packet", names.socket_type_name(key.type), names.ethertype_name(key.protocol)), None, 0),
-            1 + tally.layout.nvalues)
+            ctx.options)
 
 
 COLLECTORS = (PacketCollector(),)

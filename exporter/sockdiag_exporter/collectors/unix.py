@@ -20,6 +20,7 @@ class UnixCollector(Collector):
 
     name = "unix"
     help = "unix domain sockets"
+    weight = 3
 
     def collect(self, ctx: Context, out: Samples) -> None:
         tally = dump_family(ctx, out, self.name, "unix", lambda memory: requests.unix(memory=memory),
@@ -27,12 +28,12 @@ class UnixCollector(Collector):
         if tally is None:
             return
         emit_tally(out, tally, lambda key: (_labels(key.type), names.UNIX_STATES.get(key.type, {}), key.state),
-                   1 + tally.layout.nvalues, "listen",
-                   always=[(_labels(t), s) for t, s in names.UNIX_STATES.items()])
+                   ctx.options, "listen", always=[(_labels(t), s) for t, s in names.UNIX_STATES.items()], core=True)
         found = ctx.records(requests.unix(requests.LISTEN_STATES, names=True), requests.UNIX_LAYOUT,
                             "unix listener dump", requests.unix_listener)
         listeners = [Listener(*_labels(rec.type), rec.name, rec.length, rec.limit) for rec in found]
-        emit_listeners(out, listeners, ctx.options.max_listeners, [_labels(t) for t in LISTENING_TYPES])
+        emit_listeners(out, listeners, ctx.options.max_listeners,
+                       [_labels(t) for t in LISTENING_TYPES] if ctx.options.full else ())
 
 
 COLLECTORS = (UnixCollector(),)

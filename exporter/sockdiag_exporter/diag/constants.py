@@ -19,6 +19,14 @@ NLA_TYPE_MASK = 0x3FFF  # strips NLA_F_NESTED and NLA_F_NET_BYTEORDER
 
 # linux/sock_diag.h
 SOCK_DIAG_BY_FAMILY = 20
+# destroy multicast groups (enum sknetlink_groups): one inet_diag_msg each time a full socket of the subscriber's
+# network namespace is freed
+SKNLGRP_INET_TCP_DESTROY = 1
+SKNLGRP_INET_UDP_DESTROY = 2
+SKNLGRP_INET6_TCP_DESTROY = 3
+SKNLGRP_INET6_UDP_DESTROY = 4
+SOL_NETLINK = 270  # linux/socket.h
+NETLINK_ADD_MEMBERSHIP = 1  # linux/netlink.h
 
 # address families (linux/socket.h)
 AF_UNIX = 1
@@ -63,6 +71,8 @@ TCP_NEW_SYN_RECV = 12
 
 # linux/inet_diag.h
 INET_DIAG_REQ_PROTOCOL = 3
+INET_DIAG_INFO = 2  # struct tcp_info for tcp sockets (in dumps when asked, in every tcp destroy event)
+INET_DIAG_PROTOCOL = 10  # u8: the socket's protocol (destroy events carry it)
 INET_DIAG_SKMEMINFO = 7
 INET_DIAG_CGROUP_ID = 21  # u64, kernel >= 5.7: the socket's cgroup v2 id
 INET_DIAG_MSG_SIZE = 72  # struct inet_diag_msg

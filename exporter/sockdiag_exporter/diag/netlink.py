@@ -4,6 +4,7 @@ import errno
 import socket
 import struct
 import threading
+from queue import SimpleQueue
 
 from . import constants as c
 from .decoder import RecordDecoder, counting_decoder
@@ -15,30 +16,67 @@ from .tally import NO_DETAIL, Detail, Tally
 _HDR = struct.Struct("=IHHII")
 _SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 
-# Receive buffers, one per size, shared by every DiagSocket (one per network namespace): dumps run one at a time,
-# the lock serialises the rare overlap (a reload while a collection is in flight).
-_BUFFERS: dict = {}
-_BUFFERS_LOCK = threading.Lock()
+RECEIVE_SIZE = 65536  # a dump's datagrams are at most 32 KiB: the kernel caps them at SKB_WITH_OVERHEAD(32768)
+RING = 4  # receive buffers per dump: how far the receiving thread may run ahead of the decoding one
 
 
-def _shared_buffer(size: int):
-    with _BUFFERS_LOCK:
-        if size not in _BUFFERS:
-            buf = bytearray(size)
+class _Ring:
+    """The receive buffers of one dump in flight, each with its byte and u32 views."""
+
+    def __init__(self):
+        self.buffers = []
+        for _ in range(RING):
+            buf = bytearray(RECEIVE_SIZE)
             mv = memoryview(buf)
-            _BUFFERS[size] = (buf, mv, mv.cast("I"), threading.Lock())
-        return _BUFFERS[size]
+            self.buffers.append((buf, mv, mv.cast("I")))
+
+
+# Rings are shared by every DiagSocket (one per network namespace and parallel dump): one per dump in flight, so
+# memory grows with the dumps running at once, never with the socket or namespace count.
+_RINGS = []
+_RINGS_LOCK = threading.Lock()
+
+
+def _take_ring() -> _Ring:
+    with _RINGS_LOCK:
+        return _RINGS.pop() if _RINGS else _Ring()
+
+
+def _give_ring(ring: _Ring) -> None:
+    with _RINGS_LOCK:
+        _RINGS.append(ring)
+
+
+def _ends_dump(buf, n: int, seq: int) -> bool:
+    """Whether a received datagram is the last of dump seq: the kernel puts NLMSG_DONE at the very end of the
+    dump's last datagram, and a refused request is one NLMSG_ERROR alone."""
+    if n >= _DONE_SIZE:
+        length, mtype, _, msg_seq = _TAIL.unpack_from(buf, n - _DONE_SIZE)
+        if length == _DONE_SIZE and mtype == c.NLMSG_DONE and msg_seq == seq:
+            return True
+    if n >= c.NLMSG_HDRLEN:
+        length, mtype, _, msg_seq = _TAIL.unpack_from(buf, 0)
+        return length == n and mtype == c.NLMSG_ERROR and msg_seq == seq
+    return False
+
+
+_TAIL = struct.Struct("=IHHI")  # nlmsg_len, nlmsg_type, nlmsg_flags, nlmsg_seq
+_DONE_SIZE = c.NLMSG_HDRLEN + 4  # NLMSG_DONE with its errno
 
 
 class DiagStats:
     """Counts of dump requests, kept by the exporter for its whole life (a reload makes new sockets, not new
-    counts: a counter never goes back)."""
-
-    __slots__ = ("dumps", "retries")
+    counts: a counter never goes back). Parallel dumps add to them at once: under a lock."""
 
     def __init__(self):
         self.dumps = 0  # dump requests sent, retries included
         self.retries = 0  # dumps started again after an interruption or a transient error
+        self._lock = threading.Lock()
+
+    def add(self, dumps: int = 0, retries: int = 0) -> None:
+        with self._lock:
+            self.dumps += dumps
+            self.retries += retries
 
 
 def open_netlink(receive_buffer: int, timeout: float) -> socket.socket:
@@ -72,7 +110,6 @@ class DiagSocket:
         self.stats = stats if stats is not None else DiagStats()
         self.connect = connect
         self.min_run = min_run
-        self._buf, self._mv, self._u32, self._buf_lock = _shared_buffer(receive_buffer)
         self._sock = None
         self._seq = 0
 
@@ -93,7 +130,7 @@ class DiagSocket:
         failure = None
         for attempt in range(self.retries + 1):
             if attempt:
-                self.stats.retries += 1
+                self.stats.add(retries=1)
             try:
                 decoder = self._dump_once(request, what, make_decoder)
             except DiagRetryable as e:
@@ -105,34 +142,118 @@ class DiagSocket:
         raise failure
 
     def _dump_once(self, request: bytes, what: str, make_decoder):
-        with self._buf_lock:
-            return self._dump_locked(request, what, make_decoder)
+        ring = _take_ring()
+        try:
+            return self._dump_with(ring, request, what, make_decoder)
+        finally:
+            _give_ring(ring)
 
-    def _dump_locked(self, request: bytes, what: str, make_decoder):
+    def _dump_with(self, ring: _Ring, request: bytes, what: str, make_decoder):
+        """One dump: the first datagram received here; if more follow, a receiving thread fetches them into the
+        ring's other buffers while this one decodes (the kernel makes each datagram inside recv(), with the GIL
+        released, so making the next overlaps decoding this one)."""
         if self._sock is None:
             self._sock = self.connect(self.receive_buffer, self.timeout)
-        self._seq = self._seq % 0xFFFFFFFF + 1
-        decoder = make_decoder(self._seq)
+        sock = self._sock
+        self._seq = seq = self._seq % 0xFFFFFFFF + 1
+        decoder = make_decoder(seq)
         header = _HDR.pack(c.NLMSG_HDRLEN + len(request), c.SOCK_DIAG_BY_FAMILY, c.NLM_F_REQUEST | c.NLM_F_DUMP,
-                           self._seq, 0)
-        self.stats.dumps += 1
+                           seq, 0)
+        self.stats.add(dumps=1)
+        receiver = None
         try:
-            self._sock.send(header + request)
-            size = len(self._buf)
-            while True:
-                n = self._sock.recv_into(self._buf, size, socket.MSG_TRUNC)
-                if n > size:
-                    raise DiagMalformed(f"{what}: a {n}-byte reply does not fit the {size}-byte receive buffer")
-                if n == 0:
-                    raise DiagMalformed(f"{what}: empty read from the kernel")
-                if decoder.feed(self._mv, self._u32, n):
-                    return decoder
+            sock.send(header + request)
+            buf, mv, u32 = ring.buffers[0]
+            n = self._received(sock.recv_into(buf, RECEIVE_SIZE, socket.MSG_TRUNC), what)
+            if not _ends_dump(buf, n, seq):
+                receiver = _Receiver(sock, ring.buffers[1:], seq)
+            while not decoder.feed(mv, u32, n):
+                if receiver is None:  # the end was not where the kernel puts it: read on in this thread
+                    n = self._received(sock.recv_into(buf, RECEIVE_SIZE, socket.MSG_TRUNC), what)
+                    continue
+                receiver.free.put((buf, mv, u32))  # decoded: free for the receiver again
+                (buf, mv, u32), n = receiver.next()
+                n = self._received(n, what)
+            if receiver is not None and not receiver.finish():
+                self._sock = None  # the receiver still waits on it: it closes the socket when it wakes
+            return decoder
         except DiagError:
-            self.close()
+            self._abandon(receiver)
             raise
         except socket.timeout:
-            self.close()
+            self._abandon(receiver)
             raise DiagRetryable(f"{what}: no reply from the kernel within {self.timeout:g} s") from None
         except OSError as e:
-            self.close()
+            self._abandon(receiver)
             raise from_errno(e.errno or errno.EIO, what) from None
+
+    @staticmethod
+    def _received(n: int, what: str) -> int:
+        if n > RECEIVE_SIZE:
+            raise DiagMalformed(f"{what}: a {n}-byte reply does not fit the {RECEIVE_SIZE}-byte receive buffer")
+        if n == 0:
+            raise DiagMalformed(f"{what}: empty read from the kernel")
+        return n
+
+    def _abandon(self, receiver) -> None:
+        """After a failure: the socket may still hold the rest of the dump; close it (or leave it to the receiver
+        if it is still reading)."""
+        if receiver is None or receiver.finish():
+            self.close()
+        else:
+            self._sock = None
+
+
+class _Receiver:
+    """A thread receiving the rest of one dump into free buffers, handing them over in order."""
+
+    def __init__(self, sock, buffers, seq: int):
+        self.sock, self.seq = sock, seq
+        self.free, self.filled = SimpleQueue(), SimpleQueue()
+        for entry in buffers:
+            self.free.put(entry)
+        self.stop = False
+        self._lock = threading.Lock()
+        self._ended = self._close_when_ended = False
+        self.thread = threading.Thread(target=self._run, name="netlink receiver", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                entry = self.free.get()
+                if entry is None or self.stop:
+                    return
+                try:
+                    n = self.sock.recv_into(entry[0], RECEIVE_SIZE, socket.MSG_TRUNC)
+                except BaseException as e:  # handed to the decoding thread
+                    self.filled.put((None, e))
+                    return
+                self.filled.put((entry, n))
+                if n > RECEIVE_SIZE or _ends_dump(entry[0], n, self.seq):
+                    return
+        finally:
+            with self._lock:
+                self._ended = True
+                close = self._close_when_ended
+            if close:
+                self.sock.close()
+
+    def next(self):
+        """The next received buffer and its length, in order; what the receiving thread raised, raised."""
+        entry, n = self.filled.get()
+        if entry is None:
+            raise n
+        return entry, n
+
+    def finish(self) -> bool:
+        """Stop receiving; True once the thread has ended. False if it still waits in recv(): it then closes the
+        socket itself when it wakes (the dump was left unfinished, or the kernel's end was not at the tail)."""
+        self.stop = True
+        self.free.put(None)
+        self.thread.join(0.5)
+        with self._lock:
+            if self._ended:
+                return True
+            self._close_when_ended = True
+            return False
