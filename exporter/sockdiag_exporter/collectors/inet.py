@@ -151,9 +151,9 @@ class InetCollector(Collector):
                 emit_cgroups(out, opts, family, proto.name, tally, proto.states, LISTEN, cgroup_listeners)
         if proto.listeners:
             emit_listeners(out, listeners, opts.max_listeners, present if opts.full else (),
-                           half_open if proto.half_open else None)
+                           half_open if proto.half_open else None, zeros=opts.full)
         if proto.receivers:
-            emit_receivers(out, receivers, opts.max_receivers, unlisted)
+            emit_receivers(out, receivers, opts.max_receivers, unlisted, zeros=opts.full)
         if proto.clients:
             _emit_port_use(out, ctx, analysis)
 

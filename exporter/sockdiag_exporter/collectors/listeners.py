@@ -65,12 +65,14 @@ def _merge_listener(row: Optional[list], other: list) -> list:
 
 
 def emit_listeners(out: Samples, listeners: List[Listener], cap: int, groups: Iterable[tuple] = (),
-                   half_open: Optional[Dict[tuple, int]] = None) -> None:
+                   half_open: Optional[Dict[tuple, int]] = None, zeros: bool = True) -> None:
     """Per-listener series, at most cap of them (the fullest socket's fill first, then the summed fill, then the
     address); the rest summed into address="other" of their (family, socket_type, protocol), with how many were
     folded where some were, and for every (family, socket_type, protocol) in groups (the full profile's zeros).
 
     half_open: labels (with address) -> connections in SYN_RECV, for protocols that have a SYN queue; None for none.
+    zeros: also the fullest socket's fill, the drops and the half-open connections of a listener where they are 0
+    (the full profile); the default profile serves them once they are not (absence is 0).
     """
     merged: Dict[tuple, list] = {}
     for lst in listeners:
@@ -81,23 +83,21 @@ def emit_listeners(out: Samples, listeners: List[Listener], cap: int, groups: It
             row[5] = half_open.get(labels, 0)
     kept, folded = _cap(merged, cap, lambda row: (-row[3], -_fill(row[1], row[2])), _merge_listener, groups)
     for labels, row in kept:
-        _emit_listener(out, labels, row)
+        _emit_listener(out, labels, row, zeros)
     for group, row in folded.items():
         out.add(m.LISTENERS_FOLDED, group, row[0] if row else 0)
         if row:
-            _emit_listener(out, group + ("other",), row)
+            _emit_listener(out, group + ("other",), row, zeros)
 
 
-def _emit_listener(out: Samples, labels: tuple, row: list) -> None:
+def _emit_listener(out: Samples, labels: tuple, row: list, zeros: bool) -> None:
     sockets, length, limit, fullest, drops, half_open = row
     out.add(m.LISTENER_QUEUE_LENGTH, labels, length)
     out.add(m.LISTENER_QUEUE_LIMIT, labels, limit)
     out.add(m.LISTENER_SOCKETS, labels, sockets)
-    out.add(m.LISTENER_MAX_FILL, labels, fullest)
-    if drops is not None:
-        out.add(m.LISTENER_DROPS, labels, drops)
-    if half_open:
-        out.add(m.LISTENER_HALF_OPEN, labels, half_open)
+    for metric, value in ((m.LISTENER_MAX_FILL, fullest), (m.LISTENER_DROPS, drops), (m.LISTENER_HALF_OPEN, half_open)):
+        if value is not None and (value or zeros):
+            out.add(metric, labels, value)
 
 
 # --- UDP receivers: row = [sockets, receive queue, receive buffer, drops] ---
@@ -107,24 +107,26 @@ def _merge_receiver(row: Optional[list], other: list) -> list:
 
 
 def emit_receivers(out: Samples, receivers: Dict[tuple, list], cap: int,
-                   folded: Dict[Tuple[str, str, str], list]) -> None:
+                   folded: Dict[Tuple[str, str, str], list], zeros: bool = True) -> None:
     """Per-receiver series, at most cap of them (the most drops first, then the fullest buffer, then the address);
     the rest summed into address="other" with the rows of folded ((family, socket_type, protocol) -> the sockets
-    not tallied by address), with how many sockets that is (only where there are some)."""
+    not tallied by address), with how many sockets that is (only where there are some). zeros: also drops where
+    they are 0 (the full profile)."""
     kept, beyond = _cap(receivers, cap, lambda row: (-row[3], -_fill(row[1], row[2])), _merge_receiver, ())
     for group, row in beyond.items():
         folded[group] = _merge_receiver(folded.get(group), row)
     for labels, row in kept:
-        _emit_receiver(out, labels, row)
+        _emit_receiver(out, labels, row, zeros)
     for group, row in sorted(folded.items()):
         if row[0]:
             out.add(m.RECEIVERS_FOLDED, group, row[0])
-            _emit_receiver(out, group + ("other",), row)
+            _emit_receiver(out, group + ("other",), row, zeros)
 
 
-def _emit_receiver(out: Samples, labels: tuple, row: list) -> None:
+def _emit_receiver(out: Samples, labels: tuple, row: list, zeros: bool) -> None:
     sockets, queue, buffer, drops = row
     out.add(m.RECEIVER_QUEUE, labels, queue)
     out.add(m.RECEIVER_BUFFER, labels, buffer)
-    out.add(m.RECEIVER_DROPS, labels, drops)
+    if drops or zeros:
+        out.add(m.RECEIVER_DROPS, labels, drops)
     out.add(m.RECEIVER_SOCKETS, labels, sockets)
