@@ -462,7 +462,8 @@ def listeners() -> Layout:
                            "(what the alert uses) and of all the address's sockets together (SO_REUSEPORT). Bad: the "
                            "fullest above the 80% line for minutes (alert SockdiagListenerAcceptQueueNearLimit); 100% "
                            "drops connections. A fullest socket far above the average: one worker is stuck.",
-                           [query(f"instance_address:sockdiag_listener_accept_queue:fill_ratio{{{one}}}",
+                           [query(f"instance_address:sockdiag_listener_accept_queue:fill_ratio{{{one}}} or "
+                                  f"sockdiag_listener_sockets{{{one}}} * 0",  # an empty queue has no fill series
                                   "{{instance}} {{family}} {{protocol}} fullest socket"),
                             query(f"sockdiag_listener_accept_queue_length{{{one}}} / "
                                   f"sockdiag_listener_accept_queue_limit{{{one}}}",
