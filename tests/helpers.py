@@ -13,7 +13,7 @@ import time
 import uuid
 from collections import defaultdict
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from sockdiag_exporter.collectors import REGISTRY
@@ -22,6 +22,7 @@ from sockdiag_exporter.config import from_dict
 from sockdiag_exporter.diag.netlink import DiagStats
 from sockdiag_exporter.plan import build_plan
 from sockdiag_exporter.scrape import RegistryAdapter, Scraper
+from sockdiag_exporter.webapp import TEXT
 
 ROOT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
 CLONE_NEWNET = 0x40000000
@@ -188,7 +189,7 @@ def render(scraper: Scraper) -> str:
     """One collection in the text format, as /metrics serves it."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RegistryAdapter(scraper))
-    return generate_latest(registry).decode()
+    return TEXT.encode(registry).decode()
 
 
 def nonzero(table: dict) -> dict:

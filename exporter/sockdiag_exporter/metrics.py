@@ -192,6 +192,16 @@ PORT_GROUPS = (PORT_GROUP_SOCKETS, PORT_GROUP_RECEIVE_QUEUE, PORT_GROUP_SEND_QUE
 CGROUPS = (CGROUP_SOCKETS, CGROUP_RECEIVE_QUEUE, CGROUP_SEND_QUEUE)
 HISTOGRAMS = (RECEIVE_QUEUE_HISTOGRAM, SEND_QUEUE_HISTOGRAM)
 
+# The text format (0.0.4) has no gauge histogram: a gauge histogram's _gcount and _gsum are written there as gauges
+# of their own, with this HELP (suffix, help) in that order, rather than with the parent's.
+GAUGE_HISTOGRAM_PARTS = {
+    metric.name: (
+        ("_gcount", f"Data sockets (every socket but listeners) counted in {metric.name}, by the same labels."),
+        ("_gsum", f"Sum of the {direction} queues of those data sockets, in bytes."),
+    )
+    for metric, direction in ((RECEIVE_QUEUE_HISTOGRAM, "receive"), (SEND_QUEUE_HISTOGRAM, "send"))
+}
+
 # The optional breakdowns in the order the series budget drops them: most detailed first.
 BREAKDOWNS = (("listeners", LISTENERS), ("cgroups", CGROUPS), ("port_groups", PORT_GROUPS),
               ("histograms", HISTOGRAMS), ("memory", MEMORY))

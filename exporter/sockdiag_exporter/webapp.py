@@ -18,6 +18,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as openmetrics
 
 from . import __version__
+from . import metrics as m
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,29 @@ class Format(NamedTuple):
     encode: Callable
 
 
-TEXT = Format("text/plain; version=0.0.4; charset=utf-8", exposition.generate_latest)
+def _text(registry) -> bytes:
+    """The text format (0.0.4). It has no gauge histogram: client_python writes one as a histogram followed by its
+    _gcount and _gsum as gauges under the parent's HELP ("one count per socket" over a sum of bytes). Here they are
+    gauges of their own with their own HELP (metrics.GAUGE_HISTOGRAM_PARTS), in the same place."""
+    return exposition.generate_latest(_Families(list(_gauge_histogram_parts(registry.collect()))))
+
+
+def _gauge_histogram_parts(families):
+    for family in families:
+        parts = m.GAUGE_HISTOGRAM_PARTS.get(family.name) if family.type == "gaugehistogram" else None
+        if not parts:
+            yield family
+            continue
+        buckets = Metric(family.name, family.documentation, family.type, family.unit)
+        buckets.samples = [s for s in family.samples if s.name == family.name + "_bucket"]
+        yield buckets
+        for suffix, text in parts:
+            part = Metric(family.name + suffix, text, "gauge")
+            part.samples = [s for s in family.samples if s.name == part.name]
+            yield part
+
+
+TEXT = Format("text/plain; version=0.0.4; charset=utf-8", _text)
 OPENMETRICS = Format("application/openmetrics-text; version=1.0.0; charset=utf-8", openmetrics.generate_latest)
 OPENMETRICS_VERSIONS = (None, "0.0.1", "1.0.0")  # the 1.0.0 body answers both: 0.0.1 is the same format
 
