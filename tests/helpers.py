@@ -344,3 +344,87 @@ class Daemon:
             self.proc.wait()
         self._reader.join(10)
         return None, self.log() + "\n" if self.lines else ""
+
+
+def overview_numbers(view: dict) -> dict:
+    """The numbers of an overview (Overview.as_dict(), the summary's --json), in the shape metrics_numbers gives."""
+    return {
+        "sockets": {(r["family"], r["socket_type"], r["protocol"]): r["states"] for r in view["sockets"]},
+        "queues": {(r["family"], r["socket_type"], r["protocol"]): [r["receive_queue"], r["send_queue"],
+                                                                   r["accept_queue"], r["accept_limit"]]
+                   for r in view["sockets"]},
+        "largest": {(direction,) + (r["family"], r["socket_type"], r["protocol"]): [r["bytes"], r["data_sockets"]]
+                    for direction in ("receive", "send") for r in view[f"{direction}_queues"]},
+        "listeners": {(r["netns"], r["family"], r["socket_type"], r["protocol"], r["address"]):
+                      [r["length"], r["limit"], r["sockets"]] for r in view["listeners"]},
+        "udp": {(r["family"], r["protocol"]): [r["receive_buffer_errors"], r["receive_errors"],
+                                               r["dropped_by_live_sockets"]] for r in view["udp"]},
+        "tcp": [view["listen_overflows"], view["listen_drops"]],
+        "collectors": {r["name"]: r["ok"] for r in view["collectors"]},
+        "missing": sorted(view["missing_handlers"]),
+        "total": view["total_sockets"],
+    }
+
+
+def metrics_numbers(exposition: Exposition, netns: str = None) -> dict:
+    """The same numbers summed from a /metrics exposition (of one namespace's series when netns is given)."""
+    def select(name):
+        for key, value in exposition.select(name).items():
+            labels = dict(key)
+            if netns is None or labels.get("netns") == netns:
+                yield labels, value
+
+    def kind(labels):
+        return labels["family"], labels["socket_type"], labels["protocol"]
+
+    sockets, queues, largest, listeners, udp = {}, {}, {}, {}, {}
+    for labels, value in select("sockdiag_sockets"):
+        if value:
+            states = sockets.setdefault(kind(labels), {})
+            states[labels["state"]] = states.get(labels["state"], 0) + int(value)
+    for i, name in enumerate(("sockdiag_receive_queue_bytes", "sockdiag_send_queue_bytes",
+                              "sockdiag_accept_queue_length", "sockdiag_accept_queue_limit")):
+        for labels, value in select(name):
+            if kind(labels) in sockets:
+                queues.setdefault(kind(labels), [0, 0, 0, 0])[i] += int(value)
+    for direction in ("receive", "send"):
+        for labels, value in select(f"sockdiag_{direction}_queue_bytes"):
+            row = largest.setdefault((direction,) + kind(labels), [0, None])
+            row[0] += int(value)
+        for labels, value in select(f"sockdiag_socket_{direction}_queue_bytes_gcount"):
+            row = largest.get((direction,) + kind(labels))
+            if row is not None:
+                row[1] = (row[1] or 0) + int(value)
+    largest = {key: row for key, row in largest.items() if row[0]}
+    for i, name in enumerate(("sockdiag_listener_accept_queue_length", "sockdiag_listener_accept_queue_limit",
+                              "sockdiag_listener_sockets")):
+        for labels, value in select(name):
+            key = (labels.get("netns", "") if netns is None else netns,) + kind(labels) + (labels["address"],)
+            listeners.setdefault(key, [0, 0, 0])[i] += int(value)
+    for i, name in enumerate(("sockdiag_udp_receive_buffer_errors_total", "sockdiag_udp_receive_errors_total")):
+        for labels, value in select(name):
+            row = udp.setdefault((labels["family"], labels["protocol"]), [None, None, None])
+            row[i] = (row[i] or 0) + int(value)
+    for labels, value in select("sockdiag_dropped_packets"):
+        if labels["protocol"] in ("udp", "udplite"):
+            row = udp.setdefault((labels["family"], labels["protocol"]), [None, None, None])
+            row[2] = (row[2] or 0) + int(value)
+    tcp = [sum(int(v) for _, v in select(name)) if list(select(name)) else None
+           for name in ("sockdiag_tcp_listen_overflows_total", "sockdiag_tcp_listen_drops_total")]
+    handlers = {}
+    for labels, value in select("sockdiag_diag_handler_available"):  # a kernel-wide fact: 1 if any namespace says so
+        key = (labels["family"], labels["protocol"])
+        handlers[key] = max(handlers.get(key, 0), value)
+    return {
+        "sockets": sockets,
+        "queues": queues,
+        "largest": largest,
+        "listeners": listeners,
+        "udp": udp,
+        "tcp": tcp,
+        "collectors": {dict(key)["collector"]: bool(value)
+                       for key, value in exposition.select("sockdiag_scrape_collector_success").items()},
+        "missing": sorted(f"{family}/{protocol}".rstrip("/") for (family, protocol), up in handlers.items()
+                          if not up),
+        "total": sum(sum(states.values()) for states in sockets.values()),
+    }

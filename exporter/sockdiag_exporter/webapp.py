@@ -131,17 +131,19 @@ def restrict(families: List[Metric], names: FrozenSet[str]) -> List[Metric]:
     return kept
 
 
-def landing_page(telemetry_path: str) -> bytes:
+def landing_page(telemetry_path: str, collect: bool = True) -> bytes:
     return LANDING_PAGE.format(version=__version__, path=html.escape(telemetry_path)).encode()
 
 
 class App:
-    """The registry behind the telemetry path, rendered single-flight, and a callable making the page at /."""
+    """The registry behind the telemetry path, rendered single-flight, and a callable making the page at /:
+    landing(telemetry path, collect) -> bytes, where collect=False (the watchdog's probe) must not wait for a
+    collection."""
 
-    def __init__(self, registry, telemetry_path: str, landing: Optional[Callable[[], bytes]] = None):
+    def __init__(self, registry, telemetry_path: str, landing: Optional[Callable[[str, bool], bytes]] = None):
         self.registry = registry
         self.telemetry_path = telemetry_path
-        self.landing = landing or (lambda: landing_page(self.telemetry_path))
+        self.landing = landing or landing_page
         self._pool = ThreadPoolExecutor(RENDER_THREADS, thread_name_prefix="render")
         self._collection: Optional[asyncio.Future] = None
         self._flights: Dict[Tuple[Format, bool], asyncio.Future] = {}
@@ -158,8 +160,8 @@ class App:
             flight.add_done_callback(lambda _: self._flights.pop(key, None))
         return await asyncio.shield(flight)  # a client that leaves does not cancel the others' body
 
-    async def page(self) -> bytes:
-        return await self._run(self.landing)
+    async def page(self, collect: bool = True) -> bytes:
+        return await self._run(self.landing, self.telemetry_path, collect)
 
     async def _render(self, fmt: Format, gzipped: bool) -> bytes:
         return await self._run(_encode, fmt, await self._collect(), gzipped)
