@@ -428,3 +428,53 @@ def metrics_numbers(exposition: Exposition, netns: str = None) -> dict:
                           if not up),
         "total": sum(sum(states.values()) for states in sockets.values()),
     }
+
+
+SCRIPT_NAME = "<script>alert(1)</script>"  # a unix socket name that must show as text on the page
+ONERROR_NAME = "<img src=x onerror=\"document.title='pwned'\">"  # a unix path whose handler must never run
+TERMINAL_NAME = "\x1b[31mred\x1b[0m"  # a unix socket name that must not colour a terminal
+
+
+def populate(ns: NetNS, directory) -> dict:
+    """A small host's worth of sockets in ns, each kind worth a line on the landing page: TCP listeners 7/8 and
+    4/16 full, a connection with up to 200 KiB unread, UDP drops, unix listeners with hostile names (abstract and a path
+    in directory), unix data waiting. Returns the listening addresses as the exporter names them."""
+    path = os.path.join(str(directory), ONERROR_NAME)
+
+    def work():
+        keep = ns.keep
+        for address, family, backlog, waiting in ((("127.0.0.1", 8080), socket.AF_INET, 8, 7),
+                                                   (("::1", 5432), socket.AF_INET6, 16, 4)):
+            server = socket.socket(family)
+            server.bind(address)
+            server.listen(backlog)
+            keep.append(server)
+            keep.extend(socket.create_connection(address) for _ in range(waiting))
+        server = socket.socket()
+        server.bind(("0.0.0.0", 9000))
+        server.listen(128)
+        client = socket.create_connection(("127.0.0.1", 9000))
+        accepted, _ = server.accept()
+        client.setblocking(False)
+        client.send(b"q" * 200 * 1024)  # as much as the send buffer takes: nobody reads it
+        keep.extend([server, client, accepted])
+        receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)  # the kernel's minimum: a few datagrams
+        receiver.bind(("127.0.0.1", 5353))
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        keep.extend([receiver, sender])
+        for _ in range(200):
+            sender.sendto(b"d" * 1000, receiver.getsockname())
+        for name in ("\0" + SCRIPT_NAME, "\0" + TERMINAL_NAME, path):
+            unix = socket.socket(socket.AF_UNIX)
+            unix.bind(name)
+            unix.listen(4)
+            keep.append(unix)
+        a, b = socket.socketpair()
+        a.send(b"m" * 3000)
+        keep.extend([a, b])
+
+    ns.run(work)
+    settle(ns)
+    return {"full": "127.0.0.1:8080", "inet6": "[::1]:5432", "script": "@" + SCRIPT_NAME, "path": path,
+            "terminal": "@" + TERMINAL_NAME}

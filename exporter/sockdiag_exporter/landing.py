@@ -77,7 +77,8 @@ STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em auto;max-width:72em;padding:0 1em;color:#1d2329}
 h1{font-size:1.5em;margin:0}h1 small{color:#5c6670;font-weight:normal}h2{font-size:1.15em;margin:1.6em 0 .4em}
 nav{margin:.3em 0 1em;color:#5c6670}a{color:#1558b0}
-table{border-collapse:collapse;margin:.3em 0}th,td{padding:.2em .7em .2em 0;text-align:left;vertical-align:top}
+table{border-collapse:collapse;margin:.3em 0}th,td{padding:.2em .7em .2em 0;text-align:left;vertical-align:top;
+white-space:nowrap}td.w{white-space:normal}
 th{color:#5c6670;font-weight:600;border-bottom:1px solid #d0d7de}td.n,th.n{text-align:right}
 tr:nth-child(even) td{background:#f6f8fa}.kv th{border:0;padding-right:1.2em}
 .status{font-size:1.1em;font-weight:600;padding:.4em .8em;border-radius:4px;display:inline-block}
@@ -145,7 +146,7 @@ def _health(view: Overview, refresh: float) -> str:
              else "none (defaults and flags)"),
             ("Missing diag handlers", e(", ".join(view.missing_handlers)) or "none"),
             ("Features", "; ".join(f"{e(name)}: {e(state)}" for name, state in view.features))]
-    table = "".join(f"<tr><th>{name}</th><td>{value}</td></tr>" for name, value in rows)
+    table = "".join(f"<tr><th>{name}</th><td class=w>{value}</td></tr>" for name, value in rows)
     chips = "".join(f"<li class=\"{'ok' if c.ok else 'bad'}\">{e(c.name)} {'ok' if c.ok else 'FAILED'} "
                     f"{seconds(c.seconds)}</li>" for c in view.collectors)
     failures = ""
@@ -156,11 +157,14 @@ def _health(view: Overview, refresh: float) -> str:
             f"<ul class=\"chips\" title=\"collectors: result and duration\">{chips}</ul>{failures}</section>\n")
 
 
-def _table(headers, rows, numeric=()) -> str:
-    """rows of already escaped cells; numeric: column indexes aligned right."""
-    head = "".join(f"<th{' class=n' if i in numeric else ''}>{h}</th>" for i, h in enumerate(headers))
-    body = "".join("<tr>" + "".join(f"<td{' class=n' if i in numeric else ''}>{cell}</td>"
-                                    for i, cell in enumerate(row)) + "</tr>" for row in rows)
+def _table(headers, rows, numeric=(), wrap=()) -> str:
+    """rows of already escaped cells; numeric: column indexes aligned right; wrap: columns that may wrap."""
+    def cls(i):
+        return " class=n" if i in numeric else " class=w" if i in wrap else ""
+
+    head = "".join(f"<th{cls(i)}>{h}</th>" for i, h in enumerate(headers))
+    body = "".join("<tr>" + "".join(f"<td{cls(i)}>{cell}</td>" for i, cell in enumerate(row)) + "</tr>"
+                   for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
@@ -181,7 +185,7 @@ def _sockets(view: Overview) -> str:
         if row.accept_limit:
             states += f" <span class=\"note\">(accept queues {row.accept_queue}/{row.accept_limit})</span>"
         rows.append((_kind(row), row.sockets, size(row.receive_queue), size(row.send_queue), states))
-    table = _table(("Kind", "Sockets", "Receive queues", "Send queues", "By state"), rows, (1, 2, 3))
+    table = _table(("Kind", "Sockets", "Receive queues", "Send queues", "By state"), rows, (1, 2, 3), (4,))
     return (f"<section id=\"sockets\"><h2>Sockets: {view.total_sockets}{where}</h2>{table}"
             f"<p class=\"note\">Queues of data sockets; listeners' accept queues apart.</p></section>\n")
 
@@ -204,7 +208,7 @@ def _listeners(view: Overview) -> str:
         f"<p>TCP accept-queue overflows since boot: <b>{view.listen_overflows}</b>; SYNs and connections dropped by "
         f"listeners: <b>{view.listen_drops}</b>.</p>")
     return (f"<section id=\"listeners\"><h2>Listeners: {len(view.listeners)}, fullest first</h2>{counters}"
-            f"{_table(headers, rows, (1, len(headers) - 1))}{_more(view.listeners)}</section>\n")
+            f"{_table(headers, rows, (1, len(headers) - 1), (len(headers) - 2,))}{_more(view.listeners)}</section>\n")
 
 
 def _queues(view: Overview) -> str:
@@ -237,5 +241,5 @@ def _namespaces(view: Overview) -> str:
              "<span class=\"bad\">" + "<br>".join(e(f) for f in row.failures) + "</span>")
             for row in view.namespaces[:ROWS]]
     return (f"<section id=\"namespaces\"><h2>Network namespaces: {len(view.namespaces)}, largest first</h2>"
-            f"{_table(('Netns', 'Container', 'Sockets', 'Failures'), rows, (2,))}{_more(view.namespaces)}"
+            f"{_table(('Netns', 'Container', 'Sockets', 'Failures'), rows, (2,), (3,))}{_more(view.namespaces)}"
             f"</section>\n")

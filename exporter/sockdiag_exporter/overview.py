@@ -146,8 +146,8 @@ def build(collection: Collection, started: Optional[float] = None, netns: Option
         features=_features(collection),
         collectors=collectors,
         failures=_failures(collection, collectors),
-        missing_handlers=tuple(sorted({f"{family}/{protocol}".rstrip("/") for (family, protocol), v
-                                       in samples.rows(m.HANDLER_AVAILABLE) if not v})),
+        missing_handlers=tuple(sorted({f"{family}/{protocol}".rstrip("/") for (family, protocol), v  # kernel-wide
+                                       in _Samples(collection, None).rows(m.HANDLER_AVAILABLE) if not v})),
         netns=netns,
         sockets=_sockets(samples),
         listeners=tuple(sorted(
