@@ -7,7 +7,8 @@
     // deploy/kubernetes/prometheus-scrape.yml, and the ServiceMonitor in deploy/kubernetes/service.yaml.
     sockdiagSelector: 'job="sockdiag"',
 
-    // Runbook links: %s is the alert's name in lower case (a heading of docs/runbooks.md).
+    // Runbook links: %s is the alert's name in lower case (a heading of docs/runbooks.md). README states this URL;
+    // the packages install the same file as /usr/share/doc/sockdiag-exporter/runbooks.md.
     runbookURLPattern: 'https://github.com/sockdiag-exporter/sockdiag-exporter/blob/main/docs/runbooks.md#%s',
 
     // Alert thresholds, recorded as sockdiag:threshold:<name> (one series each) that the alerts compare with

@@ -334,6 +334,16 @@ FLOWS = ((TCP_CLOSED,) + TCP_CLOSED_SUMS + (TCP_CLOSED_RTT, LISTENER_TCP_CLOSED)
          + (PORT_GROUP_TCP_CLOSED,) + PORT_GROUP_TCP_CLOSED_BYTES + (UDP_CLOSED, FLOW_SUBSCRIBER_UP, FLOW_EVENTS,
                                                                      FLOW_OVERRUNS, FLOW_MALFORMED))
 
+# The text format (0.0.4) has no gauge histogram: a gauge histogram's _gcount and _gsum are written there as gauges
+# of their own, with this HELP (suffix, help) in that order, rather than with the parent's.
+GAUGE_HISTOGRAM_PARTS = {
+    metric.name: (
+        ("_gcount", f"Data sockets (every socket but listeners) counted in {metric.name}, by the same labels."),
+        ("_gsum", f"Sum of the {direction} queues of those data sockets, in bytes."),
+    )
+    for metric, direction in ((RECEIVE_QUEUE_HISTOGRAM, "receive"), (SEND_QUEUE_HISTOGRAM, "send"))
+}
+
 # The optional breakdowns in the order the series budget drops them: most detailed first.
 BREAKDOWNS = (("ephemeral_destinations", DESTINATIONS),
               ("listeners", LISTENERS + (LISTENER_TCP_CLOSED,) + LISTENER_TCP_CLOSED_BYTES),
