@@ -77,6 +77,56 @@ class NetNS:
         subprocess.run(["ip", "netns", "del", self.name], check=False)
 
 
+def connect_nonblocking(ns: NetNS, family, target, count: int) -> None:
+    """count non-blocking connects to target from inside ns (the sockets kept in ns.keep)."""
+    def work():
+        for _ in range(count):
+            c = socket.socket(family, socket.SOCK_STREAM)
+            c.setblocking(False)
+            c.connect_ex(target)
+            ns.keep.append(c)
+
+    ns.run(work)
+
+
+class Peer:
+    """A second namespace, linked to the test's by a veth pair (10.9.0.1/fd00::1 there, 10.9.0.2/fd00::2 here),
+    whose replies never come back: the test's namespace routes them into a veth whose other end is down. Its
+    connects stay SYN_SENT, and the listener's request sockets (SYN_RECV) stay until their SYN-ACKs give up."""
+
+    def __init__(self, ns):
+        self.ns = NetNS()
+        try:
+            commands = [
+                f"ip link add sd0 netns {ns.name} type veth peer name sd1 netns {self.ns.name}",
+                f"ip -n {ns.name} addr add 10.9.0.1/24 dev sd0",
+                f"ip -n {ns.name} addr add fd00::1/64 dev sd0 nodad",
+                f"ip -n {self.ns.name} addr add 10.9.0.2/24 dev sd1",
+                f"ip -n {self.ns.name} addr add fd00::2/64 dev sd1 nodad",
+                f"ip -n {ns.name} link set sd0 up",
+                f"ip -n {self.ns.name} link set sd1 up",
+                f"ip -n {ns.name} link add void type veth peer name void-peer",  # void-peer stays down
+                f"ip -n {ns.name} link set void up",
+                f"ip -n {ns.name} route add 10.9.0.2/32 dev void",
+                f"ip -n {ns.name} -6 route add fd00::2/128 dev void",
+                f"ip -n {ns.name} neigh add 10.9.0.2 lladdr 02:00:00:00:00:02 dev void",
+                f"ip -n {ns.name} neigh add fd00::2 lladdr 02:00:00:00:00:02 dev void",
+            ]
+            for command in commands:
+                subprocess.run(command.split(), check=True)
+        except BaseException:
+            self.ns.delete()
+            raise
+
+    def connect(self, family, target, count):
+        """count connects that stay half-open: their SYN_RECV lives in ns (the listener's) until its SYN-ACKs give
+        up (net.ipv4.tcp_synack_retries)."""
+        connect_nonblocking(self.ns, family, target, count)
+
+    def delete(self):
+        self.ns.delete()
+
+
 def ss_rows(namespace: str, *args) -> list:
     """Rows of `ss -N <namespace> -H -n <args>`: (netid or None, state, recv_q, send_q, rest of the line)."""
     out = subprocess.run(["ss", "-N", namespace, "-H", "-n", *args], check=True, capture_output=True,

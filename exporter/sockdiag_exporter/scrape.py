@@ -290,7 +290,8 @@ def _nonzero(metric: m.Metric, value) -> bool:
 
 
 def fold(metric: m.Metric, samples: list) -> list:
-    """Merge samples with equal labels (namespaces folded into "other"): sums, or the largest for info-like ones."""
+    """Merge samples with equal labels (namespaces folded into "other"): sums, or the largest for info-like ones
+    and ratios."""
     merged: Dict[tuple, object] = {}
     for labels, value in samples:
         if labels not in merged:
@@ -298,7 +299,7 @@ def fold(metric: m.Metric, samples: list) -> list:
         elif metric.kind in m.HISTOGRAM_KINDS:
             (buckets, total), (more, extra) = merged[labels], value
             merged[labels] = ([(le, n + k) for (le, n), (_, k) in zip(buckets, more)], total + extra)
-        elif metric in m.NOT_ADDITIVE:
+        elif metric in m.LARGEST:
             merged[labels] = max(merged[labels], value)
         else:
             merged[labels] += value

@@ -92,6 +92,11 @@ BAD_CONFIGS = [
     ("web:\n  telemetry_path: /a\n  telemetry_path: /b\n", "line 3: key 'telemetry_path' appears twice"),
     ("web: !!python/object:os.system {}\n", "invalid YAML"),
     ("cgroups: {mount: ' '}\n", "cgroups.mount: ' ': expected a path, or empty for none"),
+    ("udp_receivers: {max_series: -1}\n", "udp_receivers.max_series: -1: expected a value from 0 to 100000"),
+    ("listeners: {max_series: -5}\n", "listeners.max_series: -5: expected a value from 0 to 100000"),
+    ("ephemeral_ports: {destinations: 5000}\n", "ephemeral_ports.destinations: 5000: expected a value from 0 to 1000"),
+    ("ephemeral_ports: {interval_seconds: -1}\n", "ephemeral_ports.interval_seconds: -1.0: expected a value from 0"),
+    ("ephemeral_ports: {top: 3}\n", "ephemeral_ports.top: unknown key (known: destinations, interval_seconds)"),
 ]
 
 

@@ -135,8 +135,11 @@ class FlowsCollector(Collector):
         """The listening TCP ports of the namespace from now on (inbound or outbound), and their addresses."""
         ports = []
         for family, number, _ in FAMILIES:
-            found = ctx.records(requests.inet(number, c.IPPROTO_TCP, requests.LISTEN_STATES), requests.INET_LAYOUT,
-                                f"{names.FLOW_FAMILIES[family]} tcp listener dump (flows)", requests.inet_listener)
+            # The tcp collector's very request (with SK_MEMINFO, for its drops: a few bytes per listener), so that
+            # one recorded reply serves both in replays (tests/golden/kernel.json).
+            found = ctx.records(requests.inet(number, c.IPPROTO_TCP, requests.LISTEN_STATES, True),
+                                requests.INET_LAYOUT, f"{names.FLOW_FAMILIES[family]} tcp listener dump (flows)",
+                                requests.inet_listener)
             for rec in found:
                 ports.append((family, rec.port))
                 state.addresses[(family, rec.port)] = interface_address(rec.address, rec.ifindex)

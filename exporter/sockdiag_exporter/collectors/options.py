@@ -34,6 +34,9 @@ class Options(NamedTuple):
     memory_fields: Tuple[int, ...] = tuple(range(c.SK_MEMINFO_VARS))  # SK_MEMINFO values exported, by index
     full: bool = True  # the full profile: every known state of every family with zeros, every fact repeated
     flows: FlowOptions = FlowOptions()
+    max_receivers: int = 50  # UDP receivers reported one by one, per collector
+    destinations: int = 0  # busiest ephemeral-port destinations reported one by one, per family (0: none)
+    ports_interval: float = 60.0  # seconds between ephemeral-port analyses (0: every collection)
 
     @classmethod
     def from_config(cls, config, cgroups=None) -> "Options":
@@ -49,7 +52,8 @@ class Options(NamedTuple):
         return cls(detail, groups, frozenset(config.memory.collectors), config.listeners.max_series, cgroups,
                    config.cgroups.max_series, frozenset(config.histograms.collectors),
                    tuple(sorted(MEMINFO_NAMES.index(f) for f in config.memory.fields)), config.profile == "full",
-                   flows)
+                   flows, config.udp_receivers.max_series, config.ephemeral_ports.destinations,
+                   config.ephemeral_ports.interval_seconds)
 
     def detail_for(self, collector: str) -> Detail:
         """What this collector's dumps tally: no histogram buckets unless it is in histograms.collectors (the
