@@ -167,14 +167,17 @@ class HealthDecoder(Decoder):
     """Streams a dump of :func:`request` into a HealthTally.
 
     listening: 65536 bytes, native-order port -> bit 0 an inet listener, bit 1 an inet6 one (the inbound test, as
-    in flows.FlowDecoder); port_groups: (local, remote) tables of tally.port_tables, or None.
+    in flows.FlowDecoder); port_groups: (local, remote) tables of tally.port_tables, or None; only: see below
+    (the kernel filter of the request already drops most others; this makes the rows exact, whatever the
+    filter).
     """
 
-    def __init__(self, seq: int, what: str, bounds: Sequence[int], listening, port_groups=None):
+    def __init__(self, seq: int, what: str, bounds: Sequence[int], listening, port_groups=None, only: int = 0):
         super().__init__(INET_LAYOUT, seq, what)
         self.tally = HealthTally(bounds)
         self.listening = listening
         self.groups = port_groups
+        self.only = only  # a mask of port groups: only their connections count (0: every connection)
         self._info_at = -1  # where INET_DIAG_INFO's header sat in the last message, from the message's start
 
     def _message(self, buf, off, end):
@@ -188,19 +191,21 @@ class HealthDecoder(Decoder):
         mask = 0
         if self.groups is not None:
             mask = self.groups[0][lport] | self.groups[1][rport]
-        if not inbound and not mask:
+        if (not inbound and not mask) or (self.only and not mask & self.only):
             tally.other += 1
             return
         whole = len(info) >= _INFO_NEEDED  # else a kernel older than 5.4: no tcpi_snd_wnd, no zero-window count
         values = _INFO.unpack_from(info) if whole else _INFO.unpack_from(tcpinfo.padded(info))
         rows = []
-        if inbound:
+        if inbound:  # (the listening table and lport are both in native order)
             key = lport << 1 | fam
             row = tally.listeners.get(key)
             if row is None:
                 row = tally.listeners[key] = tally.new_row()
             rows.append(row)
         if mask:
+            if self.only:
+                mask &= self.only
             key = mask << 2 | inbound << 1 | fam
             row = tally.groups.get(key)
             if row is None:
