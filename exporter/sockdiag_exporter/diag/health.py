@@ -20,7 +20,6 @@ from . import constants as c
 from . import tcpinfo
 from .attrs import walk_attrs
 from .decoder import Decoder
-from .errors import DiagMalformed
 from .requests import INET_LAYOUT
 
 # Every state in which a TCP socket is a full socket with a peer: ESTABLISHED and the closing ones. TIME_WAIT
@@ -186,6 +185,9 @@ class HealthDecoder(Decoder):
         info = self._info(buf, off, end)
         tally = self.tally
         tally.sockets += 1
+        if info is None:  # a mini socket: a closed connection in FIN-WAIT-2 waits as a time-wait socket
+            tally.other += 1
+            return
         fam = 1 if family == c.AF_INET6 else 0
         inbound = self.listening[lport] >> fam & 1
         mask = 0
@@ -215,7 +217,9 @@ class HealthDecoder(Decoder):
 
     def _info(self, buf, off: int, end: int):
         """The tcp_info of a message: at the same place as in the last message when it is there (every message of
-        a dump has the same attributes), else found by walking the attributes."""
+        a dump has the same attributes), else found by walking the attributes; None for a socket without one (a
+        time-wait socket standing in for an orphaned FIN-WAIT-2 connection: tcp_time_wait, reported in its
+        substate; its full socket was freed and the destroy event counted it)."""
         at = self._info_at
         if at > 0 and off + at + 4 <= end:
             alen, atype = struct.unpack_from("=HH", buf, off + at)
@@ -224,7 +228,7 @@ class HealthDecoder(Decoder):
         found = walk_attrs(buf, off + c.NLMSG_HDRLEN + c.INET_DIAG_MSG_SIZE, end)
         where = found.get(c.INET_DIAG_INFO)
         if where is None:
-            raise DiagMalformed(f"{self.what}: a reply without INET_DIAG_INFO")
+            return None
         self._info_at = where[0] - 4 - off
         return buf[where[0] : where[0] + where[1]]
 
