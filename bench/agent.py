@@ -25,6 +25,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 
 from sockdiag_exporter.collectors import REGISTRY  # noqa: E402
 from sockdiag_exporter.collectors.base import Samples  # noqa: E402
+from sockdiag_exporter.collectors.flows import ListenerSlots  # noqa: E402
+from sockdiag_exporter.collectors.tcp_health import dump_scope  # noqa: E402
 from sockdiag_exporter.config import Config, load  # noqa: E402
 from sockdiag_exporter.diag import health, requests  # noqa: E402
 from sockdiag_exporter.collectors.base import Context  # noqa: E402
@@ -60,8 +62,10 @@ def floor(which: str) -> float:
 
 CONFIG = load(os.environ["SOCKDIAG_BENCH_CONFIG"]) if os.environ.get("SOCKDIAG_BENCH_CONFIG") else Config()
 CONTEXT = build_plan(CONFIG, DiagStats()).own
-FLOOR_REQUESTS["tcp_health"] = [health.request(family, CONTEXT.options.health.ports)
-                                for family in (socket.AF_INET, socket.AF_INET6)]
+_, _HEALTH_RANGES = dump_scope(CONTEXT, ListenerSlots(0))  # the filter a collection's tcp_health dumps carry
+FLOOR_REQUESTS["tcp_health"] = [
+    health.request(family, _HEALTH_RANGES if len(_HEALTH_RANGES) <= health.MAX_FILTER_RANGES else ())
+    for family in (socket.AF_INET, socket.AF_INET6)]
 
 
 def requests_of_a_collection() -> list:

@@ -133,6 +133,21 @@ def test_a_long_filter_is_accepted_by_the_kernel(netns):
     assert health_dump(netns, c.AF_INET, ports).sockets == 3 == len(ss_info(netns, "( sport = :8000 )"))
 
 
+def test_only_connections_that_count_are_dumped(netns):
+    """Without tcp_health.port_groups the filter is the listening ports and every group's ports: an outbound
+    connection outside every group is not even asked for (its tcp_info would count nowhere)."""
+    for port, n in ((8000, 3), (9000, 2), (9100, 4)):
+        pairs(netns, listen(netns, "127.0.0.1", port), netns, ("127.0.0.1", port), n)
+    settle(netns)
+    e = Health(netns, {"port_groups": {"db": {"remote": [9000]}}}, flows=False).scrape()
+    expected = ss_info(netns, "( sport = :8000 or sport = :9000 or sport = :9100 or dport = :9000 )", CONNECTED)
+    assert e.value("sockdiag_tcp_health_sockets") == len(expected) == 3 + 2 + 4 + 2
+    assert len(ss_info(netns, "", CONNECTED)) == 2 * (3 + 2 + 4)
+    assert e.value("sockdiag_listener_tcp_live_rtt_seconds_gcount", address="127.0.0.1:9100") == 4
+    assert e.value("sockdiag_port_group_tcp_live_rtt_seconds_gcount", port_group="db", direction="outbound") == 2
+    assert not e.select("sockdiag_port_group_tcp_live_rtt_seconds_gcount", direction="inbound")
+
+
 @pytest.fixture
 def link(netns):
     """netns (10.77.0.1, the exporter's, with the listeners) joined to a peer namespace (10.77.0.2, the clients)

@@ -145,5 +145,10 @@ def test_config_checks_the_groups_and_runs_the_collector_only_when_enabled():
     assert "tcp_health" in [col.name for col in config.enabled_collectors()]
     health_options = Options.from_config(config).health
     assert health_options.ports == (("local", 80, 82), ("local", 443, 443)) and health_options.groups == (0,)
+    config = from_dict({"tcp_health": {"enabled": True},
+                        "port_groups": {"web": {"local": [80]}, "db": {"remote": [5432, 5433]}}})
+    assert Options.from_config(config).health.ports == (("local", 80, 80), ("remote", 5432, 5433))
+    assert health.scope([8000, 80, 8001], [("local", 80, 80), ("remote", 5432, 5433)]) == [
+        ("local", 80, 80), ("local", 8000, 8001), ("remote", 5432, 5433)]
     with pytest.raises(ConfigError, match="tcp_health.port_groups: 'db' is not a group of port_groups"):
         from_dict({"tcp_health": {"enabled": True, "port_groups": ["db"]}})

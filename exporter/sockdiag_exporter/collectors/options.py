@@ -27,7 +27,7 @@ class HealthOptions(NamedTuple):
 
     rtt_bounds: Tuple[float, ...] = ()  # seconds
     groups: Tuple[int, ...] = ()  # bits of the port groups it is restricted to; empty: every connection
-    ports: Tuple[Tuple[str, int, int], ...] = ()  # the kernel filter of those groups: (side, low, high) ranges
+    ports: Tuple[Tuple[str, int, int], ...] = ()  # those groups' (or every group's) ports: (side, low, high) ranges
     flows: bool = False  # the flows collector runs: closed + live traffic counters
 
 
@@ -77,7 +77,7 @@ def health_options(config, groups: Tuple[PortGroup, ...]) -> HealthOptions:
     names = [g.name for g in groups]
     bits = tuple(names.index(name) for name in health.port_groups)
     ports = []
-    for bit in bits:
+    for bit in bits or range(len(groups)):
         for side in ("local", "remote"):
             ports.extend((side, low, high) for low, high in port_ranges(getattr(groups[bit], side)))
     return HealthOptions(health.rtt_buckets, bits, tuple(dict.fromkeys(ports)), bool(config.collectors.get("flows")))

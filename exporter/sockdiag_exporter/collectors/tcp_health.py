@@ -52,14 +52,15 @@ class TcpHealthCollector(Collector):
         flows = flow_state(ctx) if opts.flows else None
         slots = flows if flows is not None else state.slots
         closed = flows.subscriber.snapshot() if flows is not None and flows.subscriber.running else None
-        listening = listening_table(listening_ports(ctx, slots, "tcp_health"))
+        listening, ranges = dump_scope(ctx, slots)
         bounds = tuple(round(b * 1e6) for b in opts.rtt_bounds)
         groups = ctx.options.detail.port_groups
         only = sum(1 << bit for bit in opts.groups)
+        ports = ranges if len(ranges) <= health.MAX_FILTER_RANGES else ()
         tallies = ctx.each(lambda fam: ctx.decode(
-            health.request(fam[1], opts.ports), f"{fam[2]} tcp health dump",
+            health.request(fam[1], ports), f"{fam[2]} tcp health dump",
             lambda seq: HealthDecoder(seq, f"{fam[2]} tcp health dump", bounds, listening, groups, only)).tally,
-            FAMILIES)
+            FAMILIES) if ranges else []  # no listener and no port group: nothing to count, nothing to ask
         out.add(m.HEALTH_SOCKETS, (), sum(t.sockets for t in tallies))
         listeners = _by_listener(tallies, slots)
         port_groups = _by_group(tallies, ctx.options, opts.groups)
@@ -72,6 +73,15 @@ class TcpHealthCollector(Collector):
                 _traffic(out, state, _closed_by_listener(closed, flows, listeners), m.LISTENER_TRAFFIC)
             _traffic(out, state, _closed_by_group(closed, ctx.options, opts.groups, port_groups), m.PORT_GROUP_TRAFFIC)
             out.add(m.TRAFFIC_CLAMPED, (), state.clamped)
+
+
+def dump_scope(ctx: Context, slots: ListenerSlots):
+    """(listening table, port ranges of the dump's filter): the listening ports (inbound connections) and the port
+    groups' ports, or only the configured groups' ports when tcp_health.port_groups restricts it. The kernel then
+    fills tcp_info only for connections that count (an outbound connection outside every group counts nowhere)."""
+    opts = ctx.options.health
+    ports = listening_ports(ctx, slots, "tcp_health")
+    return listening_table(ports), health.scope(() if opts.groups else (p for _, p in ports), opts.ports)
 
 
 def _merge(table: Dict[tuple, List[int]], labels: tuple, row: List[int]) -> None:

@@ -27,6 +27,9 @@ from .requests import INET_LAYOUT
 CONNECTED_STATES = sum(1 << s for s in (c.TCP_ESTABLISHED, c.TCP_FIN_WAIT1, c.TCP_FIN_WAIT2, c.TCP_CLOSE_WAIT,
                                         c.TCP_LAST_ACK, c.TCP_CLOSING))
 INET_DIAG_REQ_BYTECODE = 1
+# Most port ranges in one filter: its jumps and its attribute's length are 16-bit, and an alternative takes up to
+# 20 bytes (a range and its JMP). Beyond, no filter: the decoder alone selects (the same rows, more kernel work).
+MAX_FILTER_RANGES = 3000
 # linux/inet_diag.h: bytecode operations
 BC_JMP, BC_S_GE, BC_S_LE, BC_D_GE, BC_D_LE, BC_S_EQ, BC_D_EQ = 1, 2, 3, 4, 5, 11, 12
 TCP_CA_RECOVERY = 3  # tcpi_ca_state: 3 Recovery (fast retransmit), 4 Loss (retransmission timeout)
@@ -75,6 +78,13 @@ def port_ranges(ports: Iterable[int]) -> List[Tuple[int, int]]:
         else:
             ranges.append([port, port])
     return [(low, high) for low, high in ranges]
+
+
+def scope(local_ports: Iterable[int], ranges: Sequence[Tuple[str, int, int]]) -> List[Tuple[str, int, int]]:
+    """The (side, low, high) ranges a dump must cover: the local ports given (listeners) and ranges (port groups),
+    without repeats."""
+    found = [("local", low, high) for low, high in port_ranges(local_ports)]
+    return list(dict.fromkeys(found + list(ranges)))
 
 
 def port_filter(ports: Sequence[Tuple[str, int, int]]) -> bytes:
@@ -182,18 +192,18 @@ class HealthDecoder(Decoder):
     def _message(self, buf, off, end):
         payload = off + c.NLMSG_HDRLEN
         family, state, lport, rport = _MSG.unpack_from(buf, payload)
-        info = self._info(buf, off, end)
         tally = self.tally
         tally.sockets += 1
-        if info is None:  # a mini socket: a closed connection in FIN-WAIT-2 waits as a time-wait socket
-            tally.other += 1
-            return
         fam = 1 if family == c.AF_INET6 else 0
         inbound = self.listening[lport] >> fam & 1
         mask = 0
         if self.groups is not None:
             mask = self.groups[0][lport] | self.groups[1][rport]
         if (not inbound and not mask) or (self.only and not mask & self.only):
+            tally.other += 1
+            return
+        info = self._info(buf, off, end)
+        if info is None:  # a mini socket: a closed connection in FIN-WAIT-2 waits as a time-wait socket
             tally.other += 1
             return
         whole = len(info) >= _INFO_NEEDED  # else a kernel older than 5.4: no tcpi_snd_wnd, no zero-window count
