@@ -214,7 +214,7 @@ PORT_GROUP_HEALTH_RTT, PORT_GROUP_HEALTH, PORT_GROUP_TRAFFIC = _health("sockdiag
 TRAFFIC_CLAMPED = Metric(
     "sockdiag_tcp_traffic_clamped", "counter", (),
     "Times a per-service traffic counter (closed + live bytes) came out lower than its last value and was held "
-    "there: a closed connection whose destroy event was lost (sockdiag_flow_overruns_total) or not yet read.",
+    "there: a closed connection whose destroy event was lost (sockdiag_flow_event_overruns_total) or not yet read.",
 )
 HEALTH_SOCKETS = Metric(
     "sockdiag_tcp_health_sockets", "gauge", (),

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from helpers import Exposition, NetNS, make_scraper, render, settle, wait_until
+from helpers import Exposition, NetNS, listen, make_scraper, render, settle, wait_until
 from tunlink import TunLink
 
 from sockdiag_exporter.diag import constants as c
@@ -58,15 +58,6 @@ def ss_info(ns, expression: str, states: str = "state established") -> list:
                 info[key] = float(value)
         info.setdefault("snd_wnd", 0)  # ss prints snd_wnd only when it is not 0 (this kernel has the field)
     return found
-
-
-def listen(ns, host, port=PORT, family=socket.AF_INET):
-    server = ns.run(socket.socket, family)
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    server.bind((host, port))
-    server.listen(128)
-    ns.keep.append(server)
-    return server
 
 
 def pairs(server_ns, server, client_ns, address, n, family=socket.AF_INET):
