@@ -323,8 +323,10 @@ FLOWS = ((TCP_CLOSED,) + TCP_CLOSED_SUMS + (TCP_CLOSED_RTT, LISTENER_TCP_CLOSED)
                                                                      FLOW_OVERRUNS, FLOW_MALFORMED))
 
 # The optional breakdowns in the order the series budget drops them: most detailed first.
-BREAKDOWNS = (("listeners", LISTENERS + (LISTENER_TCP_CLOSED,) + LISTENER_TCP_CLOSED_BYTES), ("cgroups", CGROUPS),
-              ("port_groups", PORT_GROUPS + (PORT_GROUP_TCP_CLOSED,) + PORT_GROUP_TCP_CLOSED_BYTES),
+BREAKDOWNS = (("listeners", LISTENERS + (LISTENER_TCP_CLOSED,) + LISTENER_TCP_CLOSED_BYTES + LISTENER_HEALTH_RTT
+               + LISTENER_HEALTH + LISTENER_TRAFFIC), ("cgroups", CGROUPS),
+              ("port_groups", PORT_GROUPS + (PORT_GROUP_TCP_CLOSED,) + PORT_GROUP_TCP_CLOSED_BYTES + PORT_GROUP_HEALTH_RTT
+               + PORT_GROUP_HEALTH + PORT_GROUP_TRAFFIC),
               ("histograms", HISTOGRAMS + (TCP_CLOSED_RTT,)), ("memory", MEMORY))
 
 ALL = (
