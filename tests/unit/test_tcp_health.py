@@ -8,7 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sockdiag_exporter import metrics as m
+from sockdiag_exporter.collectors.base import Samples
 from sockdiag_exporter.collectors.options import Options
+from sockdiag_exporter.collectors.tcp_health import HealthState, _traffic
 from sockdiag_exporter.config import ConfigError, from_dict
 from sockdiag_exporter.diag import constants as c
 from sockdiag_exporter.diag import health, tcpinfo
@@ -152,3 +155,14 @@ def test_config_checks_the_groups_and_runs_the_collector_only_when_enabled():
         ("local", 80, 80), ("local", 8000, 8001), ("remote", 5432, 5433)]
     with pytest.raises(ConfigError, match="tcp_health.port_groups: 'db' is not a group of port_groups"):
         from_dict({"tcp_health": {"enabled": True, "port_groups": ["db"]}})
+
+
+def test_traffic_counters_hold_their_last_value_and_count_each_hold():
+    state = HealthState(20)
+    served = []
+    for received in (100, 250, 180, 260):  # a connection closed and its event not read yet: 250 -> 180
+        out = Samples()
+        _traffic(out, state, {("inet", "0.0.0.0:80"): [10, received]}, m.LISTENER_TRAFFIC)
+        served.append(out.by_metric[m.LISTENER_TRAFFIC[1]][0][1])
+    assert served == [100, 250, 250, 260]
+    assert state.clamped == 1
