@@ -135,16 +135,17 @@ def test_overview_rows_and_listeners_repeat():
     overview = DASHBOARDS["sockdiag-overview.json"]
     rows = [p["title"] for p in overview["panels"] if p["type"] == "row"]
     assert rows == ["Summary", "Sockets by family, protocol and state", "Queues", "Memory and drops", "Connections",
-                    "Listeners", "Port groups", "Network namespaces, units and containers", "Exporter health"]
+                    "TCP health", "Listeners", "Port groups", "Network namespaces, units and containers", "Exporter health"]
     types = {p["type"] for p in overview["panels"]}
     assert {"heatmap", "timeseries", "stat", "bargauge", "table", "state-timeline"} <= types
     for p in overview["panels"]:
         if p["type"] == "heatmap":
             expr = p["targets"][0]["expr"]
             assert p["targets"][0]["format"] == "heatmap" and "_bucket" in expr and "sum by (le)" in expr
-            # queue depths (gauge histograms) in bytes; RTT at close (a histogram's counters: rated) in seconds
+            # queue depths (gauge histograms) in bytes; RTT at close (a histogram's counters: rated) and live RTT
+            # (tcp_health, a gauge histogram) in seconds
             assert p["options"]["yAxis"]["unit"] == ("s" if "rtt_seconds" in expr else "bytes")
-            assert ("rate(" in expr) == ("rtt_seconds" in expr)
+            assert ("rate(" in expr) == ("closed_rtt_seconds" in expr)  # counters are rated, gauge histograms not
     listeners = DASHBOARDS["sockdiag-listeners.json"]
     repeated = [p for p in listeners["panels"] if p.get("repeat")]
     assert [p["repeat"] for p in repeated] == ["address"] and repeated[0]["type"] == "row"
@@ -165,7 +166,8 @@ def test_every_metric_queried_is_served_or_recorded(netns):
     netns.keep += [listener, udp]
     scraper = netns.run(make_scraper, {"port_groups": {"web": {"local": [8080]}}, "series_budget": 100000,
                                        "namespaces": {"named": True, "include": [netns.name]},
-                                       "cgroups": {"enabled": True}, "profile": "full"})
+                                       "cgroups": {"enabled": True}, "profile": "full",
+                                       "tcp_health": {"enabled": True}})
     netns.keep.append(scraper)
     render_in_ns = lambda: Exposition(netns.run(render, scraper))  # noqa: E731
     render_in_ns()  # the subscriber of the test's namespace starts at its first collection
@@ -173,6 +175,8 @@ def test_every_metric_queried_is_served_or_recorded(netns):
     listener.accept()[0].close()
     client.close()
     netns.run(socket.socket, socket.AF_INET, socket.SOCK_DGRAM).close()
+    live = netns.run(socket.create_connection, ("127.0.0.1", 8080))  # tcp_health: a live inbound connection
+    netns.keep += [live, listener.accept()[0]]
     exposition = render_in_ns()
     for _ in range(100):  # the events arrive within milliseconds
         if exposition.select("sockdiag_udp_sockets_closed_total") and exposition.select(
