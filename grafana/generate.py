@@ -447,6 +447,20 @@ def listeners() -> Layout:
                        "(acknowledged by the clients) and received by the chosen listeners' connections, counted "
                        "when they close. Bad: a listener's traffic collapsing while its connections go on.",
                        "sockdiag_listener_tcp_closed_{way}_bytes_total", "address", chosen), 12, 8)
+    d.add(heatmap_panel("Live RTT of the chosen listeners", "Smoothed round-trip time of the live established "
+                        "connections of the chosen listening addresses, how many in each bucket (tcp_health; empty "
+                        "unless tcp_health.enabled). Pick one address to see its own. Bad: the mass moving up.",
+                        f"sockdiag_listener_tcp_live_rtt_seconds_bucket{{{chosen}}}", unit="s"), 12, 8)
+    d.add(timeseries_panel("Retransmissions and limits per listener", "Per chosen listening address, over its live "
+                           "connections (tcp_health): segments retransmitted per segment sent, and the share of their "
+                           "busy time limited by the clients' receive window. Bad: either rising (alert "
+                           "SockdiagServiceRetransmissionRegression; slow clients).",
+                           [query("instance_address:sockdiag_listener_tcp_live_retransmitted_segments:ratio"
+                                  f"{{{chosen}}}", "{{instance}} {{address}} retransmitted"),
+                            query("sum by (instance, address) (sockdiag_listener_tcp_live_rwnd_limited_seconds"
+                                  f"{{{chosen}}}) / sum by (instance, address) (sockdiag_listener_tcp_live_busy_"
+                                  f"seconds{{{chosen}}})", "{{instance}} {{address}} receiver-window limited")],
+                           "percentunit"), 12, 8)
 
     one = f'{SOCKETS}, address=~"$address"'
     d.row("Listener $address", repeat="address")
