@@ -222,6 +222,33 @@ def test_retransmissions_over_a_lossy_path_equal_the_sum_of_ss(netns):
         peer.delete()
 
 
+def test_a_path_that_dies_puts_the_sender_in_loss_recovery(netns, link):
+    """ca_state against the kernel's own getsockopt(TCP_INFO) of the socket (ss does not print it)."""
+    tun, peer = link
+    server = listen(netns, tun.a)
+    ((client, conn),) = pairs(netns, server, peer, (tun.a, PORT), 1)
+    conn.sendall(b"a" * 1000)
+    read_exactly(client, 1000)
+    scraper = Health(netns, flows=False)
+    address = f"{tun.a}:{PORT}"
+    assert scraper.scrape().value("sockdiag_listener_tcp_live_loss_recovery_connections", address=address) == 0
+    tun.blackhole = True
+    conn.setblocking(False)
+    conn.send(b"b" * 20000)
+
+    def ca_state():
+        return conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[1]
+
+    assert wait_until(lambda: ca_state() == 4, timeout=10)  # TCP_CA_Loss: the retransmission timer fired
+    e = scraper.scrape()
+    assert ca_state() == 4
+    assert e.value("sockdiag_listener_tcp_live_loss_recovery_connections", address=address) == 1
+    assert e.value("sockdiag_listener_tcp_live_unacked_segments", address=address) > 0
+    tun.blackhole = False
+    assert wait_until(lambda: ca_state() == 0, timeout=15)  # recovered once acknowledgments come back
+    assert scraper.scrape().value("sockdiag_listener_tcp_live_loss_recovery_connections", address=address) == 0
+
+
 def test_a_receiver_that_stops_reading_makes_the_sender_rwnd_limited_with_a_zero_window(netns):
     server = listen(netns, "127.0.0.1")
     client = netns.run(socket.socket)
