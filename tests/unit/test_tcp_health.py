@@ -16,6 +16,7 @@ from sockdiag_exporter.config import ConfigError, from_dict
 from sockdiag_exporter.diag import constants as c
 from sockdiag_exporter.diag import health, tcpinfo
 from sockdiag_exporter.diag.flows import listening_table
+from sockdiag_exporter.diag.tally import port_tables
 
 _OP = struct.Struct("=BBH")
 _PORT_OPS = {health.BC_S_GE: ("s", ">="), health.BC_S_LE: ("s", "<="), health.BC_S_EQ: ("s", "=="),
@@ -166,3 +167,75 @@ def test_traffic_counters_hold_their_last_value_and_count_each_hold():
         served.append(out.by_metric[m.LISTENER_TRAFFIC[1]][0][1])
     assert served == [100, 250, 250, 260]
     assert state.clamped == 1
+
+
+_STATES = (c.TCP_ESTABLISHED, c.TCP_FIN_WAIT1, c.TCP_CLOSE_WAIT, c.TCP_LAST_ACK)
+_FIELDS = ("ca_state", "unacked", "lost", "retrans", "rtt", "total_retrans", "bytes_acked", "bytes_received",
+           "segs_out", "notsent_bytes", "min_rtt", "busy_time", "rwnd_limited", "sndbuf_limited", "snd_wnd")
+_BOUNDS = (1000, 10000)
+
+
+def _field(info: bytes, name: str) -> int:
+    offset, code = tcpinfo.OFFSETS[name]
+    return struct.unpack_from("=" + code, tcpinfo.padded(info), offset)[0]
+
+
+def _reference_row(conns) -> list:
+    """A row written from the README's definitions, one connection at a time."""
+    row = [0] * (len(health.SUMS) + 2 * (len(_BOUNDS) + 1))
+    col, base = health.COL, len(health.SUMS)
+    for state, info in conns:
+        f = {name: _field(info, name) for name in _FIELDS}
+        row[col["bytes_acked"]] += f["bytes_acked"]
+        row[col["bytes_received"]] += f["bytes_received"]
+        if state != c.TCP_ESTABLISHED:
+            continue
+        row[col["connections"]] += 1
+        row[col["rtt_us"]] += f["rtt"]
+        row[base + sum(f["rtt"] > b for b in _BOUNDS)] += 1
+        if f["min_rtt"] != tcpinfo.NO_RTT_SAMPLE:
+            row[col["min_rtt_samples"]] += 1
+            row[col["min_rtt_us"]] += f["min_rtt"]
+            row[base + len(_BOUNDS) + 1 + sum(f["min_rtt"] > b for b in _BOUNDS)] += 1
+        for name, field in (("total_retrans", "total_retrans"), ("retrans", "retrans"), ("lost", "lost"),
+                            ("unacked", "unacked"), ("notsent_bytes", "notsent_bytes"), ("busy_time_us", "busy_time"),
+                            ("rwnd_limited_us", "rwnd_limited"), ("sndbuf_limited_us", "sndbuf_limited"),
+                            ("segs_out", "segs_out")):
+            row[col[name]] += f[field]
+        row[col["in_recovery"]] += f["ca_state"] >= 3
+        row[col["zero_window"]] += len(info) >= 232 and f["snd_wnd"] == 0
+    return row
+
+
+connection = st.tuples(
+    st.sampled_from(_STATES), st.sampled_from((80, 81, 5000)), st.sampled_from((443, 6000)),
+    st.sampled_from((104, 160, 224, 232, 280)),
+    st.fixed_dictionaries({name: st.integers(0, 5) if name in ("ca_state", "snd_wnd") else
+                           st.integers(0, 30000) for name in _FIELDS}))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(connection, max_size=40))
+def test_the_decoder_sums_what_a_connection_by_connection_reference_sums(conns):
+    replies = [_reply(state, lport, rport, _info(length, **values)) for state, lport, rport, length, values in conns]
+    done = struct.pack("=IHHIIi", 20, c.NLMSG_DONE, 2, 1, 0, 0)
+    data = bytearray(b"".join(replies) + done)
+    mv = memoryview(data)
+    # port 80 listens (inbound); group 0: local 81, group 1: remote 443
+    decoder = health.HealthDecoder(1, "test", _BOUNDS, listening_table([(0, 80)]), port_tables([((81,), ()),
+                                                                                             ((), (443,))]))
+    assert decoder.feed(mv, mv.cast("I"), len(data))
+    tally = decoder.tally
+    infos = [(state, _info(length, **values), lport, rport) for state, lport, rport, length, values in conns]
+    listener = [(s, i) for s, i, lport, _ in infos if lport == 80]
+    assert {port: row for _, port, row in tally.by_listener()} == ({80: _reference_row(listener)} if listener else {})
+    for bit, member in ((0, lambda lport, rport: lport == 81), (1, lambda lport, rport: rport == 443)):
+        expected = {}
+        for s, i, lport, rport in infos:
+            if member(lport, rport):
+                expected.setdefault(int(lport == 80), []).append((s, i))
+        got = {}  # a connection in both groups is in a row of its own (mask 3): rows add up per group
+        for key, row in tally.in_group(bit):
+            got[key.direction] = [a + b for a, b in zip(got.get(key.direction, [0] * len(row)), row)]
+        assert got == {direction: _reference_row(cs) for direction, cs in expected.items()}
+    assert tally.sockets == len(conns)
