@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from helpers import Exposition, NetNS, listen, make_scraper, render, settle, wait_until
+from helpers import Exposition, NetNS, listen, make_scraper, render, scrape, settle, wait_until
 from tunlink import TunLink
 
 from sockdiag_exporter.diag import constants as c
@@ -137,6 +137,17 @@ def test_only_connections_that_count_are_dumped(netns):
     assert e.value("sockdiag_listener_tcp_live_rtt_seconds_gcount", address="127.0.0.1:9100") == 4
     assert e.value("sockdiag_port_group_tcp_live_rtt_seconds_gcount", port_group="db", direction="outbound") == 2
     assert not e.select("sockdiag_port_group_tcp_live_rtt_seconds_gcount", direction="inbound")
+
+
+def test_unprivileged_gives_the_same_rows(netns):
+    server = listen(netns, "127.0.0.1")
+    pairs(netns, server, netns, ("127.0.0.1", PORT), 3)
+    settle(netns)
+    config = {"tcp_health": {"enabled": True}, "port_groups": {"web": {"local": [PORT]}}}
+    root, nobody = (scrape(netns, "tcp_health", unprivileged=u, config=config) for u in (False, True))
+    rows = [(e.select("sockdiag_listener_tcp_live_rtt_seconds_gcount"),
+             e.select("sockdiag_port_group_tcp_live_sent_segments")) for e in (root, nobody)]
+    assert rows[0] == rows[1] and list(rows[0][0].values()) == [3]
 
 
 @pytest.fixture
