@@ -5,7 +5,8 @@
 
 For each size: build the population in a fresh namespace (bench/population.py), start sockdiag_exporter (default
 configuration) and node_exporter (tcpstat only) in it, then measure in rounds, each alternating every
-measurement (A B C ... A B C ...): the kernel floor, every collector alone, a full /metrics scrape over HTTP,
+measurement (A B C ... A B C ...): the kernel floor, every collector alone (the tcp collector also with its
+ephemeral-port analysis due, which it does once a minute by default), a full /metrics scrape over HTTP,
 `ss -tan`, `ss -xan`, node_exporter's scrape. Then 50 concurrent scrapes (how many collections they cost) and the
 exporter's peak RSS. Prints one table per size with medians, spreads and ratios, and writes everything as JSON.
 Everything the run creates is removed at the end, also on Ctrl-C.
@@ -99,14 +100,15 @@ def rss_kb(pid: int) -> dict:
     return {"rss_kb": int(fields["VmRSS"].split()[0]), "peak_kb": int(fields["VmHWM"].split()[0])}
 
 
-def measure(size: int, repeat: int, config: str, baseline: str = "", baseline_config: str = "") -> dict:
+def measure(size: int, repeat: int, config: str, baseline: str = "", baseline_config: str = "",
+            destinations: int = 0) -> dict:
     ns = f"sdbench-{os.getpid()}"
     ours_url = f"http://127.0.0.1:{EXPORTER_PORT}/metrics"
     baseline_url = f"http://127.0.0.1:{BASELINE_PORT}/metrics"
     node_url = f"http://127.0.0.1:{NODE_EXPORTER_PORT}/metrics"
     print(f"\n== {size:,} sockets: building the population", flush=True)
     built = time.monotonic()
-    with Population(size, ns) as population:
+    with Population(size, ns, destinations) as population:
         summary = population.summary()
         print(f"   built in {time.monotonic() - built:.0f} s: {summary}", flush=True)
         daemon = start(ns, [sys.executable, "-m", "sockdiag_exporter", f"--web.listen-address=127.0.0.1:{EXPORTER_PORT}",
@@ -128,6 +130,7 @@ def measure(size: int, repeat: int, config: str, baseline: str = "", baseline_co
                 "kernel floor: every dump of a collection": lambda: agent.ask("floor", "all"),
                 "kernel floor: unix dump": lambda: agent.ask("floor", "unix"),
                 **{f"collector {name}": (lambda n=name: agent.ask("collect", n)) for name in COLLECTORS},
+                "collector tcp, port analysis due": lambda: agent.ask("analyze", "tcp"),
                 "sockdiag_exporter full scrape (HTTP)": lambda: cpu_timed(daemon.pid, cpu["ours"],
                                                                           lambda: agent.ask("get", ours_url)),
                 "ss -tan": lambda: timed(["ss", "-N", ns, "-tan"]),
@@ -218,6 +221,8 @@ def main():
                     help="another checkout of the exporter (or this one): its full scrape is measured in the same rounds "
                          "(A/B)")
     ap.add_argument("--baseline-config", default="", help="the baseline's configuration file (default: --config's)")
+    ap.add_argument("--destinations", type=int, default=0,
+                    help="IPv4 client connections: half to one destination per worker, half spread over this many")
     ap.add_argument("--namespaces", type=int, default=0,
                     help="instead: scrape cost with this many named namespaces (see --per-namespace)")
     ap.add_argument("--per-namespace", type=int, default=1000, help="sockets in each of --namespaces")
@@ -262,7 +267,8 @@ def main():
     for size in [parse_size(s) for s in args.sizes.split(",")]:
         results.append(measure(size, args.repeat, os.path.abspath(args.config) if args.config else "",
                                os.path.abspath(args.baseline) if args.baseline else "",
-                               os.path.abspath(args.baseline_config) if args.baseline_config else ""))
+                               os.path.abspath(args.baseline_config) if args.baseline_config else "",
+                               args.destinations))
         print(report(results[-1]), flush=True)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:

@@ -6,6 +6,8 @@ floor tcp|unix|tcp_health|all
                         seconds to receive the tcp (IPv4 and IPv6), unix or tcp_health dumps (with the configuration's
                         port filter), or every dump one collection makes (one after another), with no decoding at all
 collect NAME            seconds one collector takes in-process (configuration: $SOCKDIAG_BENCH_CONFIG or defaults)
+analyze NAME            the same, with what collectors keep between collections forgotten first: the tcp
+                        collector's ephemeral-port analysis (done once a minute by default) is then due
 get URL                 seconds to fetch URL completely
 concurrent URL N        N simultaneous fetches: the slowest one's seconds and the dump counter before and after
 """
@@ -99,6 +101,11 @@ def collect(name: str) -> float:
     return time.perf_counter() - started
 
 
+def analyze(name: str) -> float:
+    CONTEXT.kept.clear()
+    return collect(name)
+
+
 def get(url: str, source: str = "") -> float:
     """Seconds to fetch url completely (from the loopback address source, when given)."""
     parts = urllib.parse.urlsplit(url)
@@ -147,7 +154,8 @@ def concurrent(url: str, n: int) -> dict:
 
 
 def main():
-    commands = {"floor": floor, "collect": collect, "get": get, "concurrent": lambda url, n: concurrent(url, int(n))}
+    commands = {"floor": floor, "collect": collect, "analyze": analyze, "get": get,
+                "concurrent": lambda url, n: concurrent(url, int(n))}
     for line in sys.stdin:
         words = line.split()
         try:

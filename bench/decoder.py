@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "exporter"))
 
 from sockdiag_exporter.diag import requests  # noqa: E402
 from sockdiag_exporter.diag.netlink import DiagSocket, open_netlink  # noqa: E402
-from sockdiag_exporter.diag.tally import Detail, port_tables  # noqa: E402
+from sockdiag_exporter.diag.tally import Detail, port_table, port_tables  # noqa: E402
 
 DEFAULT_FILE = os.path.join(HERE, "results", "decoder-dumps.pickle")
 BOUNDS = (0, 1024, 4096, 16384, 65536, 262144, 1 << 20, 4 << 20, 16 << 20)  # the default histogram buckets
@@ -42,6 +42,8 @@ def scenarios():
         "tcp, established only": (requests.inet(socket.AF_INET, 6, ESTABLISHED_ONLY), requests.INET_LAYOUT, None),
         "tcp, with TIME_WAIT": (requests.inet(socket.AF_INET, 6, tcp), requests.INET_LAYOUT, None),
         "tcp, histograms + 2 port groups": (requests.inet(socket.AF_INET, 6, tcp), requests.INET_LAYOUT, "detail"),
+        "tcp, histograms": (requests.inet(socket.AF_INET, 6, tcp), requests.INET_LAYOUT, "bounds"),
+        "tcp, exporter defaults": (requests.inet(socket.AF_INET, 6, tcp), requests.INET_LAYOUT, "defaults"),
         "tcp, memory info": (requests.inet(socket.AF_INET, 6, tcp, memory=True), requests.INET_MEMORY_LAYOUT, None),
         "unix, histograms": (requests.unix(), requests.UNIX_LAYOUT, "bounds"),
     }
@@ -52,6 +54,8 @@ def detail_for(kind) -> Detail:
         return Detail()
     if kind == "bounds":
         return Detail(BOUNDS)
+    if kind == "defaults":  # as the tcp collector asks by default: ephemeral ports counted, half-open sockets found
+        return Detail(BOUNDS, ephemeral=port_table(low=30000, high=65000), local_state=3)
     return Detail(BOUNDS, port_tables([((8080,), ()), ((), (8080,))]))
 
 

@@ -17,8 +17,9 @@ SYSCTLS = {
 }
 
 
-def plan(size: int) -> list:
-    """(kind, count, port, extra) worker jobs for a population of about size sockets."""
+def plan(size: int, destinations: int = 0) -> list:
+    """(kind, count, port, extra...) worker jobs for a population of about size sockets; with destinations, the
+    IPv4 tcp workers send half of their connections to that many other destinations each."""
     jobs = []
     port = 20000
 
@@ -26,12 +27,14 @@ def plan(size: int) -> list:
         nonlocal port
         while total > 0:
             count = min(per, total)
-            jobs.append((kind, count, port, extra if extra else ("6" if len(jobs) % 2 else "4")))
+            family = "6" if len(jobs) % 2 else "4"
+            jobs.append((kind, count, port) + ((family, str(destinations)) if extra is None else
+                                               (extra if extra else family,)))
             total -= count
             port += 1
 
     split("churn", int(size * 0.12), per=200000)
-    split("tcp", int(size * 0.70) // 2)
+    split("tcp", int(size * 0.70) // 2, extra=None)
     split("close_wait", int(size * 0.03) // 2)
     split("udp", int(size * 0.05), per=18000)
     split("unix", int(size * 0.08) // 2)
@@ -40,9 +43,10 @@ def plan(size: int) -> list:
 
 
 class Population:
-    def __init__(self, size: int, name: str):
+    def __init__(self, size: int, name: str, destinations: int = 0):
         self.size = size
         self.ns = name
+        self.destinations = destinations
         self.workers = []
 
     def __enter__(self):
@@ -51,10 +55,10 @@ class Population:
             subprocess.run(["ip", "-n", self.ns, "link", "set", "lo", "up"], check=True)
             for key, value in SYSCTLS.items():
                 subprocess.run(["ip", "netns", "exec", self.ns, "sysctl", "-q", "-w", f"{key}={value}"], check=True)
-            for kind, count, port, extra in plan(self.size):
+            for kind, count, port, *extra in plan(self.size, self.destinations):
                 self.workers.append(subprocess.Popen(
                     ["ip", "netns", "exec", self.ns, sys.executable, "-m", "bench.worker", kind, str(count), str(port),
-                     extra], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
+                     *extra], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
             for w in self.workers:
                 if w.stdout.readline().strip() != "ready":
                     raise RuntimeError(f"a population worker failed: {w.args}")

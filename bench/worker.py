@@ -3,7 +3,8 @@
     python -m bench.worker KIND COUNT PORT [ARGS...]
 
 Prints "ready" once its sockets exist, then holds them until standard input closes.
-KIND: tcp (COUNT established connections, v4 or v6), close_wait (COUNT pairs: client FIN_WAIT2 with its fd kept,
+KIND: tcp (COUNT established connections, v4 or v6; with a fifth argument N, IPv4 workers send half of them to N
+other destinations), close_wait (COUNT pairs: client FIN_WAIT2 with its fd kept,
 server CLOSE_WAIT), listeners (COUNT listeners from PORT up, each with a few un-accepted connections),
 udp (COUNT sockets, some with queued datagrams), unix (COUNT stream socketpairs, some with unread data),
 churn (keeps about COUNT sockets in TIME_WAIT by opening and closing connections at COUNT/60 per second),
@@ -30,12 +31,17 @@ def listener(family, host, port, backlog=4096):
     return s
 
 
-def tcp(count, port, v6, keep):
+def tcp(count, port, v6, keep, spread=0):
+    """count connections to one destination; with spread (IPv4), half of them over that many other destinations
+    (listeners on 127.1.x.y:port), round robin: a few hot destinations and many cold ones."""
     family, host = (socket.AF_INET6, "::1") if v6 else (socket.AF_INET, "127.0.0.1")
-    server = listener(family, host, port)
-    keep.append(server)
+    servers = [listener(family, host, port)]
+    if spread and not v6:
+        servers += [listener(family, f"127.1.{i // 250}.{1 + i % 250}", port, backlog=64) for i in range(spread)]
+    keep.extend(servers)
     for i in range(count):
-        client = socket.create_connection((host, port))
+        server = servers[0] if i % 2 == 0 or len(servers) == 1 else servers[1 + (i // 2) % (len(servers) - 1)]
+        client = socket.create_connection(server.getsockname()[:2])
         accepted, _ = server.accept()
         keep += [client, accepted]
         if i % 100 == 0:
@@ -124,7 +130,7 @@ def main():
         threading.Thread(target=churn, args=(count, port, ready), daemon=True).start()
         ready.wait()
     elif kind == "tcp":
-        tcp(count, port, sys.argv[4] == "6", keep)
+        tcp(count, port, sys.argv[4] == "6", keep, int(sys.argv[5]) if len(sys.argv) > 5 else 0)
     elif kind == "close_wait":
         close_wait(count, port, keep)
     elif kind == "listeners":

@@ -191,6 +191,20 @@ def fullest_listeners(description: str, selector: str = SOCKETS) -> bargauge.Pan
                           "{{instance}} {{netns}} {{address}}", "percentunit", steps=WARN_AT_80_PERCENT, maximum=1)
 
 
+def listener_drops(description: str, selector: str = SOCKETS) -> timeseries.Panel:
+    """The 10 listening addresses dropping the most, per second."""
+    return timeseries_panel("Listeners dropping", description,
+                            [query(f"topk(10, rate(sockdiag_listener_drops_total{{{selector}}}[$__rate_interval]))",
+                                   "{{instance}} {{netns}} {{protocol}} {{address}}")], "cps")
+
+
+def half_open(description: str, selector: str = SOCKETS) -> timeseries.Panel:
+    """The 10 listening addresses with the most connections in SYN_RECV."""
+    return timeseries_panel("Half-open connections", description,
+                            [query(f"topk(10, sockdiag_listener_half_open_connections{{{selector}}})",
+                                   "{{instance}} {{netns}} {{protocol}} {{address}}")], "short")
+
+
 def accept_queues_by_protocol(description: str) -> timeseries.Panel:
     """Waiting connections and their limits summed over every listener, per family and protocol."""
     return timeseries_panel(

@@ -33,8 +33,10 @@ from builders import (
     connections_per_listener,
     dashed,
     fullest_listeners,
+    half_open,
     heatmap_panel,
     listen_overflows,
+    listener_drops,
     query,
     query_variable,
     stat_panel,
@@ -75,8 +77,9 @@ def overview() -> Layout:
     d.add(stat_panel("TCP established", "Established TCP connections (IPv4 and IPv6). Bad: a drop to zero on a "
                      "server, or growth far beyond normal load.",
                      "sum(" + inet('protocol="tcp", state="established"') + ")", "short"), 4, 4)
-    d.add(stat_panel("TCP TIME_WAIT", "TCP sockets in TIME_WAIT. Bad: close to the ephemeral port range size (28232 by "
-                     "default; alert SockdiagTimeWaitNearPortRange).",
+    d.add(stat_panel("TCP TIME_WAIT", "TCP sockets in TIME_WAIT. Bad: a steady climb: each holds its local port "
+                     "towards its destination for 60 s and counts against tcp_max_tw_buckets (see the ephemeral "
+                     "port and TIME_WAIT budget panels).",
                      "sum(" + inet('protocol="tcp", state="time_wait"') + ")", "short"), 4, 4)
     d.add(stat_panel("CLOSE_WAIT sockets", "TCP (and MPTCP, DCCP) sockets whose peer closed but the application "
                      "did not. Bad: anything that keeps growing; the alert SockdiagCloseWaitAccumulating fires "
@@ -116,12 +119,14 @@ def overview() -> Layout:
                            "growth (a process leaking connections to a local daemon).",
                            [query(f'sum by (socket_type, state) (sockdiag_sockets{{{SOCKETS}, family="unix"}})',
                                   "{{socket_type}} {{state}}")], "short", stack=True), 6, 8)
-    d.add(against_threshold("TIME_WAIT and the ephemeral port range", "TCP TIME_WAIT sockets per instance against the "
-                            "alert threshold (port range size x fraction, from the recording rules). Bad: the line "
-                            "approaching the dashed threshold: outgoing connects start failing with EADDRNOTAVAIL.",
-                            "sum by (instance) (" + inet('protocol="tcp", state="time_wait"') + ")", "{{instance}}",
-                            "sockdiag:threshold:ephemeral_port_range_size * "
-                            "sockdiag:threshold:time_wait_port_range_fraction", "short"), 8, 8)
+    d.add(against_threshold("Ephemeral ports: the busiest destination", "Share of the ephemeral port range (less the "
+                            "reserved ports) in use towards the busiest destination (local address, remote address "
+                            "and port), TIME_WAIT included, per instance and family. Bad: approaching the dashed "
+                            "threshold (alert SockdiagEphemeralPortsNearExhaustion); at 100% connect() to it fails "
+                            "with EADDRNOTAVAIL.",
+                            "max by (instance, netns, family) "
+                            f"(sockdiag_ephemeral_port_usage_ratio{{{SOCKETS}}})", "{{instance}} {{netns}} {{family}}",
+                            "sockdiag:threshold:ephemeral_port_usage_ratio", "percentunit"), 8, 8)
     d.add(against_threshold("CLOSE_WAIT per instance", "Sockets in CLOSE_WAIT per instance and protocol against "
                             "the alert threshold. Bad: a line that only goes up (the application never closes them).",
                             "sum by (instance, protocol) (" + inet('state="close_wait"') + ")",
@@ -133,6 +138,19 @@ def overview() -> Layout:
                             f"sum by (instance) (instance:sockdiag_tcp_orphan_states:sum{{{SOCKETS}}})", "{{instance}}",
                             "sockdiag:threshold:tcp_max_orphans * sockdiag:threshold:kernel_limit_fraction",
                             "short"), 8, 8)
+    d.add(against_threshold("TIME_WAIT budget", "TIME_WAIT minisockets (time_wait, and fin_wait2 after close) as a "
+                            "share of net.ipv4.tcp_max_tw_buckets per instance. Bad: approaching the dashed threshold "
+                            "(alert SockdiagTimeWaitBucketsNearLimit): past the limit closing connections skip "
+                            "TIME_WAIT.",
+                            f"instance:sockdiag_tcp_timewait_buckets:usage_ratio{{{SOCKETS}}}", "{{instance}} {{netns}}",
+                            "sockdiag:threshold:kernel_limit_fraction", "percentunit"), 12, 8)
+    d.add(timeseries_panel("TIME_WAIT minisockets by state", "Closed connections the kernel keeps as TIME_WAIT "
+                           "minisockets, per instance and state: time_wait, and fin_wait2 of connections closed "
+                           "before the peer's FIN (a fin_wait2 socket still open is not one). Bad: fin_wait2 "
+                           "minisockets piling up: peers that never close (net.ipv4.tcp_fin_timeout).",
+                           [query("sum by (instance, netns, state) "
+                                  f"(sockdiag_tcp_timewait_minisockets{{{SOCKETS}}})",
+                                  "{{instance}} {{netns}} {{state}}")], "short", stack=True), 12, 8)
 
     d.row("Queues")
     d.add(timeseries_panel("Receive queue bytes", "Sum of receive queues of data sockets (listeners excluded) per "
@@ -315,6 +333,33 @@ def overview() -> Layout:
                            [query(f"sum by (instance, family, protocol) (sockdiag_listeners_folded{{{SOCKETS}}}) "
                                   "or on () vector(0)",  # no series while nothing is folded
                                   "{{instance}} {{family}} {{protocol}}")], "short"), 12, 8)
+    d.add(listener_drops("The 10 listening addresses dropping the most SYNs and connections per second (their "
+                         "sockets' drop counters). Bad: anything above zero (alert SockdiagListenerDropping): that "
+                         "service refuses connections."), 12, 8)
+    d.add(half_open("The 10 listening addresses with the most half-open connections (SYN_RECV: their SYN queue). "
+                    "Bad: a sudden rise (a SYN flood) or a queue that stays long (clients that cannot complete the "
+                    "handshake)."), 12, 8)
+
+    d.row("UDP receivers")
+    d.add(timeseries_panel("UDP receivers dropping", "The 10 UDP receivers (unconnected sockets by local address) "
+                           "dropping the most datagrams per second. Bad: anything above zero for long (alert "
+                           "SockdiagUDPReceiverDropping): that service loses data.",
+                           [query(f"topk(10, rate(sockdiag_udp_receiver_drops_total{{{SOCKETS}}}[$__rate_interval]))",
+                                  "{{instance}} {{netns}} {{protocol}} {{address}}")], "pps"), 8, 8)
+    d.add(timeseries_panel("UDP receiver buffer fill", "Queued datagram memory as a share of the receive buffer "
+                           "(SO_RCVBUF) of the 10 fullest UDP receivers. Bad: near 100%: the receiver reads too "
+                           "slowly and the next datagrams are dropped.",
+                           [query(f"topk(10, sockdiag_udp_receiver_queue_bytes{{{SOCKETS}}} / "
+                                  f"sockdiag_udp_receiver_buffer_bytes{{{SOCKETS}}})",
+                                  "{{instance}} {{netns}} {{protocol}} {{address}}")], "percentunit",
+                           steps=WARN_AT_80_PERCENT), 8, 8)
+    d.add(timeseries_panel("UDP receivers not by address", "Unconnected UDP sockets summed into address=\"other\": "
+                           "those bound to an ephemeral port (clients that send without connect()) and those beyond "
+                           "udp_receivers.max_series. Bad: a climb that does not follow the workload (leaked "
+                           "sockets); raise udp_receivers.max_series if a service you need is among them.",
+                           [query("sum by (instance, netns, family, protocol) "
+                                  f"(sockdiag_udp_receivers_folded{{{SOCKETS}}})",
+                                  "{{instance}} {{netns}} {{family}} {{protocol}}")], "short"), 8, 8)
 
     group = f'{SOCKETS}, port_group=~"$port_group"'
     d.row("Port groups")
@@ -431,15 +476,20 @@ def listeners() -> Layout:
     chosen = f'{SOCKETS}, address=~"$address"'
 
     d.row("All listeners")
-    d.add(fullest_listeners("The 10 listening addresses (of those chosen) with the fullest accept queues. Bad: "
-                            "above 80% (alert SockdiagListenerAcceptQueueNearLimit after 10m); 100% means new "
-                            "connections are being dropped.", chosen), 8, 8)
+    d.add(fullest_listeners("The 10 listening addresses (of those chosen) whose fullest socket has the fullest "
+                            "accept queue. Bad: above 80% (alert SockdiagListenerAcceptQueueNearLimit after 10m); 100% "
+                            "means new connections are being dropped.", chosen), 8, 8)
     d.add(listen_overflows("TCP listen overflows and drops (host-wide)", "Connections per second dropped because "
                            "an accept queue was full (ListenOverflows) and all listener drops (ListenDrops). The "
                            "kernel counts them per network namespace, not per listener. Bad: anything above zero "
                            "(alert SockdiagTCPListenOverflows)."), 8, 8)
     d.add(accept_queues_by_protocol("Connections waiting for accept() over all listeners and the summed limits, "
                                     "per family and protocol. Bad: waiting approaching the dashed limit."), 8, 8)
+    d.add(listener_drops("The 10 listening addresses (of those chosen) dropping the most SYNs and connections per "
+                         "second. Bad: anything above zero (alert SockdiagListenerDropping).", chosen), 12, 8)
+    d.add(half_open("The 10 listening addresses (of those chosen) with the most half-open connections (SYN_RECV). "
+                    "Bad: a sudden rise (a SYN flood) or one that stays (clients that cannot complete the "
+                    "handshake).", chosen), 12, 8)
     d.add(connections_per_listener("Inbound TCP connections closed per second for the chosen listening addresses "
                                    "(from the flows collector, the first flows.max_listeners addresses seen), by "
                                    "outcome. Bad: resets or timeouts rising on one listener.", chosen), 12, 8)
@@ -474,10 +524,16 @@ def listeners() -> Layout:
                                   f"(sockdiag_listener_accept_queue_limit{{{one}}})",
                                   "{{instance}} {{family}} {{protocol}} limit")],
                            "short", overrides=[dashed(".* limit")]), 9, 8)
-    d.add(timeseries_panel("Accept queue fill", "Waiting connections as a share of the limit. Bad: above the 80% "
-                           "line for minutes (alert SockdiagListenerAcceptQueueNearLimit); 100% drops connections.",
-                           [query(f"instance_address:sockdiag_listener_accept_queue:fill_ratio{{{one}}}",
-                                  "{{instance}} {{family}} {{protocol}}")], "percentunit",
+    d.add(timeseries_panel("Accept queue fill", "Waiting connections as a share of the limit: of the fullest socket "
+                           "(what the alert uses) and of all the address's sockets together (SO_REUSEPORT). Bad: the "
+                           "fullest above the 80% line for minutes (alert SockdiagListenerAcceptQueueNearLimit); 100% "
+                           "drops connections. A fullest socket far above the average: one worker is stuck.",
+                           [query(f"instance_address:sockdiag_listener_accept_queue:fill_ratio{{{one}}} or "
+                                  f"sockdiag_listener_sockets{{{one}}} * 0",  # an empty queue has no fill series
+                                  "{{instance}} {{family}} {{protocol}} fullest socket"),
+                            query(f"sockdiag_listener_accept_queue_length{{{one}}} / "
+                                  f"sockdiag_listener_accept_queue_limit{{{one}}}",
+                                  "{{instance}} {{family}} {{protocol}} all sockets")], "percentunit",
                            steps=((None, "green"), (0.8, "red")), threshold_line=True), 6, 8)
     d.add(listen_overflows("Listen overflows and drops (host-wide)", "The TCP ListenOverflows and ListenDrops "
                            "per second of the listener's network namespace, shown next to it to correlate: the "
@@ -486,6 +542,17 @@ def listeners() -> Layout:
     d.add(stat_panel("Listening sockets", "Sockets behind this address: more than 1 with SO_REUSEPORT (their queues "
                      "and limits are summed). Bad: fewer than the application should have (a worker died).",
                      f"sum(sockdiag_listener_sockets{{{one}}})", "short"), 3, 8)
+    every = f"sum by (instance, family, protocol) (sockdiag_listener_sockets{{{one}}}) * 0"  # 0 where none
+    d.add(timeseries_panel("Drops and half-open connections", "SYNs and connections this address's sockets drop per "
+                           "second (their SK_MEMINFO drop counters: what ss -ltnm shows as d) and its connections in "
+                           "SYN_RECV (the SYN queue). Bad: drops above zero (alert SockdiagListenerDropping); "
+                           "half-open connections that pile up (a SYN flood). Unix listeners count no drops: 0.",
+                           [query("sum by (instance, family, protocol) (rate(sockdiag_listener_drops_total"
+                                  f"{{{one}}}[$__rate_interval])) or {every}",
+                                  "{{instance}} {{family}} {{protocol}} drops/s"),
+                            query("sum by (instance, family, protocol) (sockdiag_listener_half_open_connections"
+                                  f"{{{one}}}) or {every}", "{{instance}} {{family}} {{protocol}} half-open")],
+                           "short"), 24, 8)
     return d
 
 

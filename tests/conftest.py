@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from helpers import Daemon, NetNS  # noqa: E402
 
 ROOT_LAYERS = ("kernel", "daemon", "e2e")
-NEEDS_ROOT = "needs root: it creates network namespaces (run the README's test command, which uses sudo)"
+NEEDS_ROOT = "needs root: it creates network namespaces (run README's test command, which runs pytest as root)"
 
 
 def pytest_collection_modifyitems(config, items):

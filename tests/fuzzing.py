@@ -12,15 +12,17 @@ from sockdiag_exporter.diag.decoder import RecordDecoder, counting_decoder
 from sockdiag_exporter.diag.errors import DiagError
 from sockdiag_exporter.diag.flows import FlowDecoder
 from sockdiag_exporter.diag.procfs import parse_inet_table, parse_pairs_table, parse_snmp6
-from sockdiag_exporter.diag.tally import NO_DETAIL, Detail, port_tables
+from sockdiag_exporter.diag.tally import NO_DETAIL, Detail, port_table, port_tables
 
 SEQ = 1
 LAYOUTS = (requests.INET_LAYOUT, requests.INET_MEMORY_LAYOUT, requests.UNIX_LAYOUT, requests.UNIX_MEMORY_LAYOUT,
            requests.NETLINK_LAYOUT, requests.NETLINK_MEMORY_LAYOUT, requests.PACKET_LAYOUT,
            requests.PACKET_MEMORY_LAYOUT, requests.VSOCK_LAYOUT, requests.XDP_LAYOUT, requests.SMC_LAYOUT,
-           requests.TIPC_LAYOUT)
+           requests.TIPC_LAYOUT, requests.SCTP_LAYOUT, requests.SCTP_MEMORY_LAYOUT)
 DETAILS = (NO_DETAIL, Detail((0, 1024, 1 << 20), port_tables([((80, 443), (5432,)), ((1,), ())])),
-           Detail((0, 4096), None, c.INET_DIAG_CGROUP_ID))
+           Detail((0, 4096), None, c.INET_DIAG_CGROUP_ID),
+           Detail((0, 4096), port_tables([((80,), (80,))]), 0, port_table(low=1024, high=65535), c.TCP_SYN_RECV),
+           Detail(ephemeral=port_table((80,)), local_state=c.TCP_CLOSE, local_ports=port_table(low=1, high=1023)))
 EXTRACTORS = ((requests.INET_LAYOUT, requests.inet_listener), (requests.UNIX_LAYOUT, requests.unix_listener))
 
 

@@ -13,7 +13,7 @@ import time
 import uuid
 from collections import defaultdict
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from sockdiag_exporter.collectors import REGISTRY
@@ -22,6 +22,7 @@ from sockdiag_exporter.config import from_dict
 from sockdiag_exporter.diag.netlink import DiagStats
 from sockdiag_exporter.plan import build_plan
 from sockdiag_exporter.scrape import RegistryAdapter, Scraper
+from sockdiag_exporter.webapp import TEXT
 
 ROOT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
 CLONE_NEWNET = 0x40000000
@@ -74,6 +75,56 @@ class NetNS:
                 close()
         self.keep.clear()
         subprocess.run(["ip", "netns", "del", self.name], check=False)
+
+
+def connect_nonblocking(ns: NetNS, family, target, count: int) -> None:
+    """count non-blocking connects to target from inside ns (the sockets kept in ns.keep)."""
+    def work():
+        for _ in range(count):
+            c = socket.socket(family, socket.SOCK_STREAM)
+            c.setblocking(False)
+            c.connect_ex(target)
+            ns.keep.append(c)
+
+    ns.run(work)
+
+
+class Peer:
+    """A second namespace, linked to the test's by a veth pair (10.9.0.1/fd00::1 there, 10.9.0.2/fd00::2 here),
+    whose replies never come back: the test's namespace routes them into a veth whose other end is down. Its
+    connects stay SYN_SENT, and the listener's request sockets (SYN_RECV) stay until their SYN-ACKs give up."""
+
+    def __init__(self, ns):
+        self.ns = NetNS()
+        try:
+            commands = [
+                f"ip link add sd0 netns {ns.name} type veth peer name sd1 netns {self.ns.name}",
+                f"ip -n {ns.name} addr add 10.9.0.1/24 dev sd0",
+                f"ip -n {ns.name} addr add fd00::1/64 dev sd0 nodad",
+                f"ip -n {self.ns.name} addr add 10.9.0.2/24 dev sd1",
+                f"ip -n {self.ns.name} addr add fd00::2/64 dev sd1 nodad",
+                f"ip -n {ns.name} link set sd0 up",
+                f"ip -n {self.ns.name} link set sd1 up",
+                f"ip -n {ns.name} link add void type veth peer name void-peer",  # void-peer stays down
+                f"ip -n {ns.name} link set void up",
+                f"ip -n {ns.name} route add 10.9.0.2/32 dev void",
+                f"ip -n {ns.name} -6 route add fd00::2/128 dev void",
+                f"ip -n {ns.name} neigh add 10.9.0.2 lladdr 02:00:00:00:00:02 dev void",
+                f"ip -n {ns.name} neigh add fd00::2 lladdr 02:00:00:00:00:02 dev void",
+            ]
+            for command in commands:
+                subprocess.run(command.split(), check=True)
+        except BaseException:
+            self.ns.delete()
+            raise
+
+    def connect(self, family, target, count):
+        """count connects that stay half-open: their SYN_RECV lives in ns (the listener's) until its SYN-ACKs give
+        up (net.ipv4.tcp_synack_retries)."""
+        connect_nonblocking(self.ns, family, target, count)
+
+    def delete(self):
+        self.ns.delete()
 
 
 def ss_rows(namespace: str, *args) -> list:
@@ -192,7 +243,7 @@ def render(scraper: Scraper) -> str:
     """One collection in the text format, as /metrics serves it."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RegistryAdapter(scraper))
-    return generate_latest(registry).decode()
+    return TEXT.encode(registry).decode()
 
 
 def nonzero(table: dict) -> dict:
@@ -243,20 +294,26 @@ def cgroup2_hierarchy(base, paths):
         subprocess.run(["umount", str(mount)], check=False)
 
 
+QUIET = 0.25  # seconds without a change: longer than the longest delayed ACK (200 ms)
+
+
 def settle(ns: "NetNS", timeout: float = 5.0) -> None:
-    """Wait until the namespace is quiescent: every socket, with its queues and memory, the same in two readings of
-    ss in a row (handshakes, FINs and datagrams in flight have landed). Netlink sockets are left out: ss's own
-    sock_diag socket is among them, its memory different at every reading."""
+    """Wait until the namespace is quiescent: every socket, with its queues and memory, unchanged in readings of ss
+    over QUIET seconds (handshakes, FINs and datagrams in flight have landed, and data received but not yet
+    acknowledged has left its sender's Send-Q: a delayed ACK waits up to TCP_DELACK_MAX, 200 ms; two readings 50 ms
+    apart both fell before such an ACK about once in four runs of the summary test on a loaded machine). Netlink
+    sockets are left out: ss's own sock_diag socket is among them, its memory different at every reading."""
     def snapshot():
         return subprocess.run(["ss", "-N", ns.name, "-a", "-n", "-m", "-A", "inet,unix,packet", "-H"],
                               check=True, capture_output=True, text=True).stdout
 
-    last = [snapshot()]
+    last = [snapshot(), time.monotonic()]
 
     def same():
         now = snapshot()
-        unchanged, last[0] = now == last[0], now
-        return unchanged
+        if now != last[0]:
+            last[:] = [now, time.monotonic()]
+        return time.monotonic() - last[1] >= QUIET
 
     if not wait_until(same, timeout, interval=0.05):
         raise AssertionError(f"namespace {ns.name} did not settle within {timeout:g} s")
@@ -357,3 +414,137 @@ class Daemon:
             self.proc.wait()
         self._reader.join(10)
         return None, self.log() + "\n" if self.lines else ""
+
+
+def overview_numbers(view: dict) -> dict:
+    """The numbers of an overview (Overview.as_dict(), the summary's --json), in the shape metrics_numbers gives."""
+    return {
+        "sockets": {(r["family"], r["socket_type"], r["protocol"]): r["states"] for r in view["sockets"]},
+        "queues": {(r["family"], r["socket_type"], r["protocol"]): [r["receive_queue"], r["send_queue"],
+                                                                   r["accept_queue"], r["accept_limit"]]
+                   for r in view["sockets"]},
+        "largest": {(direction,) + (r["family"], r["socket_type"], r["protocol"]): [r["bytes"], r["data_sockets"]]
+                    for direction in ("receive", "send") for r in view[f"{direction}_queues"]},
+        "listeners": {(r["netns"], r["family"], r["socket_type"], r["protocol"], r["address"]):
+                      [r["length"], r["limit"], r["sockets"]] for r in view["listeners"]},
+        "udp": {(r["family"], r["protocol"]): [r["receive_buffer_errors"], r["receive_errors"],
+                                               r["dropped_by_live_sockets"]] for r in view["udp"]},
+        "tcp": [view["listen_overflows"], view["listen_drops"]],
+        "collectors": {r["name"]: r["ok"] for r in view["collectors"]},
+        "missing": sorted(view["missing_handlers"]),
+        "total": view["total_sockets"],
+    }
+
+
+def metrics_numbers(exposition: Exposition, netns: str = None) -> dict:
+    """The same numbers summed from a /metrics exposition (of one namespace's series when netns is given)."""
+    def select(name):
+        for key, value in exposition.select(name).items():
+            labels = dict(key)
+            if netns is None or labels.get("netns") == netns:
+                yield labels, value
+
+    def kind(labels):
+        return labels["family"], labels["socket_type"], labels["protocol"]
+
+    sockets, queues, largest, listeners, udp = {}, {}, {}, {}, {}
+    for labels, value in select("sockdiag_sockets"):
+        if value:
+            states = sockets.setdefault(kind(labels), {})
+            states[labels["state"]] = states.get(labels["state"], 0) + int(value)
+    for i, name in enumerate(("sockdiag_receive_queue_bytes", "sockdiag_send_queue_bytes",
+                              "sockdiag_accept_queue_length", "sockdiag_accept_queue_limit")):
+        for labels, value in select(name):
+            if kind(labels) in sockets:
+                queues.setdefault(kind(labels), [0, 0, 0, 0])[i] += int(value)
+    for direction in ("receive", "send"):
+        for labels, value in select(f"sockdiag_{direction}_queue_bytes"):
+            row = largest.setdefault((direction,) + kind(labels), [0, None])
+            row[0] += int(value)
+        for labels, value in select(f"sockdiag_socket_{direction}_queue_bytes_gcount"):
+            row = largest.get((direction,) + kind(labels))
+            if row is not None:
+                row[1] = (row[1] or 0) + int(value)
+    largest = {key: row for key, row in largest.items() if row[0]}
+    for i, name in enumerate(("sockdiag_listener_accept_queue_length", "sockdiag_listener_accept_queue_limit",
+                              "sockdiag_listener_sockets")):
+        for labels, value in select(name):
+            key = (labels.get("netns", "") if netns is None else netns,) + kind(labels) + (labels["address"],)
+            listeners.setdefault(key, [0, 0, 0])[i] += int(value)
+    for i, name in enumerate(("sockdiag_udp_receive_buffer_errors_total", "sockdiag_udp_receive_errors_total")):
+        for labels, value in select(name):
+            row = udp.setdefault((labels["family"], labels["protocol"]), [None, None, None])
+            row[i] = (row[i] or 0) + int(value)
+    for labels, value in select("sockdiag_dropped_packets"):
+        if labels["protocol"] in ("udp", "udplite"):
+            row = udp.setdefault((labels["family"], labels["protocol"]), [None, None, None])
+            row[2] = (row[2] or 0) + int(value)
+    tcp = [sum(int(v) for _, v in select(name)) if list(select(name)) else None
+           for name in ("sockdiag_tcp_listen_overflows_total", "sockdiag_tcp_listen_drops_total")]
+    handlers = {}
+    for labels, value in select("sockdiag_diag_handler_available"):  # a kernel-wide fact: 1 if any namespace says so
+        key = (labels["family"], labels["protocol"])
+        handlers[key] = max(handlers.get(key, 0), value)
+    return {
+        "sockets": sockets,
+        "queues": queues,
+        "largest": largest,
+        "listeners": listeners,
+        "udp": udp,
+        "tcp": tcp,
+        "collectors": {dict(key)["collector"]: bool(value)
+                       for key, value in exposition.select("sockdiag_scrape_collector_success").items()},
+        "missing": sorted(f"{family}/{protocol}".rstrip("/") for (family, protocol), up in handlers.items()
+                          if not up),
+        "total": sum(sum(states.values()) for states in sockets.values()),
+    }
+
+
+SCRIPT_NAME = "<script>alert(1)</script>"  # a unix socket name that must show as text on the page
+ONERROR_NAME = "<img src=x onerror=\"document.title='pwned'\">"  # a unix path whose handler must never run
+TERMINAL_NAME = "\x1b[31mred\x1b[0m"  # a unix socket name that must not colour a terminal
+
+
+def populate(ns: NetNS, directory) -> dict:
+    """A small host's worth of sockets in ns, each kind worth a line on the landing page: TCP listeners 7/8 and
+    4/16 full, a connection with up to 200 KiB unread, UDP drops, unix listeners with hostile names (abstract and a path
+    in directory), unix data waiting. Returns the listening addresses as the exporter names them."""
+    path = os.path.join(str(directory), ONERROR_NAME)
+
+    def work():
+        keep = ns.keep
+        for address, family, backlog, waiting in ((("127.0.0.1", 8080), socket.AF_INET, 8, 7),
+                                                   (("::1", 5432), socket.AF_INET6, 16, 4)):
+            server = socket.socket(family)
+            server.bind(address)
+            server.listen(backlog)
+            keep.append(server)
+            keep.extend(socket.create_connection(address) for _ in range(waiting))
+        server = socket.socket()
+        server.bind(("0.0.0.0", 9000))
+        server.listen(128)
+        client = socket.create_connection(("127.0.0.1", 9000))
+        accepted, _ = server.accept()
+        client.setblocking(False)
+        client.send(b"q" * 200 * 1024)  # as much as the send buffer takes: nobody reads it
+        keep.extend([server, client, accepted])
+        receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)  # the kernel's minimum: a few datagrams
+        receiver.bind(("127.0.0.1", 5353))
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        keep.extend([receiver, sender])
+        for _ in range(200):
+            sender.sendto(b"d" * 1000, receiver.getsockname())
+        for name in ("\0" + SCRIPT_NAME, "\0" + TERMINAL_NAME, path):
+            unix = socket.socket(socket.AF_UNIX)
+            unix.bind(name)
+            unix.listen(4)
+            keep.append(unix)
+        a, b = socket.socketpair()
+        a.send(b"m" * 3000)
+        keep.extend([a, b])
+
+    ns.run(work)
+    settle(ns)
+    return {"full": "127.0.0.1:8080", "inet6": "[::1]:5432", "script": "@" + SCRIPT_NAME, "path": path,
+            "terminal": "@" + TERMINAL_NAME}

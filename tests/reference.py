@@ -32,6 +32,8 @@ MEMINFO_ATTR = {"inet": 7, "unix": 5, "netlink": 0, "packet": 6}
 TIPC_NLA_SOCK, TIPC_NLA_SOCK_TYPE, TIPC_NLA_SOCK_TIPC_STATE = 2, 6, 9
 UNIX_DIAG_NAME, UNIX_DIAG_RQLEN = 0, 4
 INET_DIAG_CGROUP_ID = 21
+# inet_twsk_diag_fill: a TIME_WAIT minisocket reports idiag_timer 3 and its substate, TIME_WAIT or FIN_WAIT2
+TIME_WAIT_TIMER, TCP_FIN_WAIT2, TCP_TIME_WAIT = 3, 5, 6
 
 
 class Request(NamedTuple):
@@ -42,6 +44,10 @@ class Request(NamedTuple):
     bounds: Tuple[int, ...] = ()  # histogram bucket bounds
     port_groups: Sequence[Tuple[frozenset, frozenset]] = ()  # (local ports, remote ports) per group
     cgroups: bool = False  # tally by INET_DIAG_CGROUP_ID
+    timewait: bool = True  # inet: count the messages on the TIME_WAIT timer (not sctp: its timers are its own)
+    ephemeral: Optional[frozenset] = None  # inet: local ports whose sockets are counted per remote endpoint
+    local_state: int = -1  # inet: sockets in this state are also tallied per local endpoint...
+    local_ports: Optional[frozenset] = None  # ... those on these local ports only (None: all)
 
 
 class Result(NamedTuple):
@@ -49,6 +55,9 @@ class Result(NamedTuple):
     hist: Dict[tuple, List[List[int]]]  # key fields -> [receive queue buckets, send queue buckets]
     groups: Dict[Tuple[int, tuple], List[int]]  # (group index, key fields) -> [count, receive, send]
     cgroups: Dict[Tuple[int, tuple], List[int]]  # (cgroup id, key fields) -> [count, receive, send]
+    minisockets: Dict[tuple, int]  # key fields -> messages on the TIME_WAIT timer
+    remotes: Dict[Tuple[bytes, bytes, int], int]  # (local address, remote address, remote port) -> sockets
+    locals: Dict[Tuple[bytes, int, int], List[int]]  # (local address, local port, device) -> [count, value sums...]
     records: list  # parsed messages (for the record decoders)
     interrupted: bool
 
@@ -128,7 +137,7 @@ def bucket(bounds: Sequence[int], value: int) -> int:
 
 
 def decode(request: Request, buffers: Sequence[bytes], seq: int) -> Result:
-    result = Result({}, {}, {}, {}, [], False)
+    result = Result({}, {}, {}, {}, {}, {}, {}, [], False)
     interrupted = False
     key_names = STRUCTS[request.family][2]
     for mtype, flags, payload in messages(buffers, seq):
@@ -166,7 +175,23 @@ def decode(request: Request, buffers: Sequence[bytes], seq: int) -> Result:
             row[0] += 1
             row[1] += vals[0]
             row[2] += vals[1]
+        if request.family == "inet":
+            endpoints(request, msg, key, vals, result)
     return result._replace(interrupted=interrupted)
+
+
+def endpoints(request: Request, msg: dict, key: tuple, vals: List[int], result: Result) -> None:
+    """The inet tallies by socket: minisockets, remote endpoints of ephemeral ports, local endpoints of a state."""
+    if request.timewait and msg["timer"] == TIME_WAIT_TIMER and msg["state"] in (TCP_FIN_WAIT2, TCP_TIME_WAIT):
+        result.minisockets[key] = result.minisockets.get(key, 0) + 1
+    if request.ephemeral is not None and msg["sport"] in request.ephemeral:
+        remote = (msg["src"], msg["dst"], msg["dport"])
+        result.remotes[remote] = result.remotes.get(remote, 0) + 1
+    if msg["state"] == request.local_state and (request.local_ports is None or msg["sport"] in request.local_ports):
+        row = result.locals.setdefault((msg["src"], msg["sport"], msg["ifindex"]), [0] * (1 + len(vals)))
+        row[0] += 1
+        for i, v in enumerate(vals):
+            row[1 + i] += v
 
 
 # --- the records the exporter keeps one by one (listeners) ---

@@ -37,6 +37,20 @@
             |||,
           ),
           alert(
+            'SockdiagListenerDropping', 'critical',
+            |||
+              instance_address:sockdiag_listener_drops:rate5m
+                > on() group_left() sockdiag:threshold:listener_drops_per_second
+            |||,
+            '10m',
+            'A listener keeps dropping SYNs or connections.',
+            |||
+              Listener {{ $labels.address }} ({{ $labels.family }} {{ $labels.protocol }}) on {{ $labels.instance }} has
+              dropped {{ $value | humanize }} SYNs or connections per second for 10 minutes: its accept queue (or its
+              SYN queue) is full. Clients see slow or failed connects.
+            |||,
+          ),
+          alert(
             'SockdiagTCPListenOverflows', 'critical',
             |||
               instance:sockdiag_tcp_listen_overflows:rate5m
@@ -65,18 +79,33 @@
             |||,
           ),
           alert(
-            'SockdiagTimeWaitNearPortRange', 'warning',
+            'SockdiagEphemeralPortsNearExhaustion', 'warning',
             |||
-              instance_protocol_state:sockdiag_inet_sockets:sum{protocol="tcp", state="time_wait"}
-                > on() group_left()
-              (sockdiag:threshold:ephemeral_port_range_size * sockdiag:threshold:time_wait_port_range_fraction)
-            |||,
+              sockdiag_ephemeral_port_usage_ratio{%s}
+                > on() group_left() sockdiag:threshold:ephemeral_port_usage_ratio
+            ||| % selector,
             '15m',
-            'TCP TIME_WAIT sockets approach the size of the ephemeral port range.',
+            'Outgoing TCP connections to one destination are running out of ephemeral ports.',
             |||
-              {{ $labels.instance }} has had {{ $value | humanize }} TCP sockets in TIME_WAIT for 15 minutes, close
-              to the number of ephemeral ports (sockdiag:threshold:ephemeral_port_range_size). Outgoing connections
-              to the same destination may fail with EADDRNOTAVAIL ("Cannot assign requested address").
+              On {{ $labels.instance }}, {{ $value | humanizePercentage }} of the ephemeral port range has been in use
+              towards one {{ $labels.family }} destination (one local address, remote address and port: TIME_WAIT
+              included) for 15 minutes. At 100% connect() to it fails with EADDRNOTAVAIL ("Cannot assign requested
+              address").
+            |||,
+          ),
+          alert(
+            'SockdiagTimeWaitBucketsNearLimit', 'warning',
+            |||
+              instance:sockdiag_tcp_timewait_buckets:usage_ratio
+                > on() group_left() sockdiag:threshold:kernel_limit_fraction
+            |||,
+            '10m',
+            'TIME_WAIT minisockets approach net.ipv4.tcp_max_tw_buckets.',
+            |||
+              {{ $labels.instance }} has held {{ $value | humanizePercentage }} of net.ipv4.tcp_max_tw_buckets in
+              TIME_WAIT minisockets (time_wait, and fin_wait2 after close) for 10 minutes. Past the limit the
+              kernel skips TIME_WAIT for closing connections ("time wait bucket table overflow"): delayed segments
+              of an old connection can then corrupt a new one with the same ports.
             |||,
           ),
           alert(
@@ -105,6 +134,20 @@
               {{ $labels.instance }} has dropped {{ $value | humanize }} {{ $labels.family }} {{ $labels.protocol }}
               datagrams per second for 10 minutes because a socket's receive buffer was full (RcvbufErrors): a
               receiver reads too slowly or its SO_RCVBUF is too small. The data is lost.
+            |||,
+          ),
+          alert(
+            'SockdiagUDPReceiverDropping', 'warning',
+            |||
+              instance_address:sockdiag_udp_receiver_drops:rate5m
+                > on() group_left() sockdiag:threshold:udp_receiver_drops_per_second
+            |||,
+            '10m',
+            'A UDP receiver keeps dropping datagrams.',
+            |||
+              The UDP receiver {{ $labels.address }} ({{ $labels.family }} {{ $labels.protocol }}) on
+              {{ $labels.instance }} has dropped {{ $value | humanize }} datagrams per second for 10 minutes: its
+              receive buffer is full (it reads too slowly, or SO_RCVBUF is too small). The data is lost.
             |||,
           ),
           alert(

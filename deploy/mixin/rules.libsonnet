@@ -21,14 +21,15 @@
         name: 'sockdiag-thresholds',
         rules: [threshold(name) for name in [
           'listener_fill_ratio',
+          'listener_drops_per_second',
           'listen_overflows_per_second',
           'close_wait_sockets',
-          'ephemeral_port_range_size',
-          'time_wait_port_range_fraction',
+          'ephemeral_port_usage_ratio',
           'tcp_max_orphans',
           'kernel_limit_fraction',
           'receive_queue_backlog_sockets',
           'udp_receive_buffer_errors_per_second',
+          'udp_receiver_drops_per_second',
           'tcp_connect_failure_ratio',
           'tcp_retransmission_ratio',
           'tcp_connections_closed_per_second',
@@ -73,12 +74,20 @@
             record: 'instance_family_protocol:sockdiag_send_queue_bytes:sum',
             expr: 'sum without (socket_type, state) (sockdiag_send_queue_bytes{%s})' % selector,
           },
-          // Fill ratio of each listening address's accept queue (0.0 to 1.0; slightly above 1.0 when full, as
-          // the kernel queues limit + 1; +Inf with a zero backlog and a connection waiting).
+          // Fill ratio of the accept queue of each listening address's fullest socket (0.0 to 1.0; slightly
+          // above 1.0 when full, as the kernel queues limit + 1; +Inf with a zero backlog and a connection
+          // waiting). With SO_REUSEPORT it is the stuck socket's, not the group's average.
           {
             record: 'instance_address:sockdiag_listener_accept_queue:fill_ratio',
-            expr: 'sockdiag_listener_accept_queue_length{%(s)s} / sockdiag_listener_accept_queue_limit{%(s)s}'
-                  % { s: selector },
+            expr: 'sockdiag_listener_accept_queue_max_fill_ratio{%s}' % selector,
+          },
+          // TIME_WAIT minisockets (time_wait, closed fin_wait2) as a share of net.ipv4.tcp_max_tw_buckets.
+          {
+            record: 'instance:sockdiag_tcp_timewait_buckets:usage_ratio',
+            expr: |||
+              sum without (family, state) (sockdiag_tcp_timewait_minisockets{%(s)s})
+                / sockdiag_tcp_max_timewait_buckets{%(s)s}
+            ||| % { s: selector },
           },
           // Data sockets with more than 1 MiB in their receive queue, from the queue-depth gauge histogram.
           // The le value is matched in both spellings ("1.048576e+06" from the exporter; "1048576" if
@@ -95,6 +104,9 @@
           rate5m('instance', 'sockdiag_tcp_listen_drops'),
           rate5m('instance_family_protocol', 'sockdiag_udp_receive_buffer_errors'),
           rate5m('instance_family_protocol', 'sockdiag_udp_receive_errors'),
+          // Per listening address and per UDP receiver: their sockets' drop counters.
+          rate5m('instance_address', 'sockdiag_listener_drops'),
+          rate5m('instance_address', 'sockdiag_udp_receiver_drops'),
           // Flows (closed TCP connections, from destroy events): connections closed per second, outbound connects
           // that ended per second, the share of those that failed (refused or unanswered: 0 when none did,
           // nothing without connects), and retransmitted segments per segment sent.

@@ -182,6 +182,17 @@ def _memory_fields(values: list) -> tuple:
 
 
 @dataclass(frozen=True)
+class UdpReceiversConfig:
+    max_series: int = _opt(50, _between(0, 100000))  # unconnected UDP sockets reported one by one, per collector
+
+
+@dataclass(frozen=True)
+class EphemeralPortsConfig:
+    destinations: int = _opt(0, _between(0, 1000))  # busiest destinations reported one by one per family; 0: none
+    interval_seconds: float = _opt(60.0, _between(0, 3600))  # between analyses (counting per destination); 0: each
+
+
+@dataclass(frozen=True)
 class HistogramsConfig:
     enabled: bool = _opt(True)
     buckets: tuple = _opt(DEFAULT_BUCKETS, _buckets)
@@ -258,6 +269,8 @@ class Config:
     collection: CollectionConfig = field(default_factory=CollectionConfig)
     collectors: Dict[str, bool] = field(default_factory=lambda: {name: True for name in REGISTRY})
     listeners: ListenersConfig = field(default_factory=ListenersConfig)
+    udp_receivers: UdpReceiversConfig = field(default_factory=UdpReceiversConfig)
+    ephemeral_ports: EphemeralPortsConfig = field(default_factory=EphemeralPortsConfig)
     histograms: HistogramsConfig = field(default_factory=HistogramsConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     port_groups: Dict[str, PortGroup] = field(default_factory=dict)
@@ -377,7 +390,8 @@ def from_dict(data: Any, base: Optional[Config] = None) -> Config:
         if profile == "full":
             base = full_profile(base)
     sections = {"web": WebConfig, "log": LogConfig, "netlink": NetlinkConfig, "collection": CollectionConfig,
-                "listeners": ListenersConfig,
+                "listeners": ListenersConfig, "udp_receivers": UdpReceiversConfig,
+                "ephemeral_ports": EphemeralPortsConfig,
                 "histograms": HistogramsConfig, "memory": MemoryConfig, "namespaces": NamespacesConfig,
                 "cgroups": CgroupsConfig, "flows": FlowsConfig, "tcp_health": TcpHealthConfig}
     known = list(sections) + ["collectors", "port_groups", "series_budget", "profile"]

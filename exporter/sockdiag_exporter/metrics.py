@@ -54,6 +54,74 @@ LISTENERS_FOLDED = Metric(
     "sockdiag_listeners_folded", "gauge", LISTEN_LABELS,
     "Listening sockets not reported individually (beyond listeners.max_series) but summed into address=\"other\".",
 )
+LISTENER_MAX_FILL = Metric(
+    "sockdiag_listener_accept_queue_max_fill_ratio", "gauge", LISTENER_LABELS,
+    "Accept queue fill (length / limit) of the fullest listening socket at that address: one stuck socket of an "
+    "SO_REUSEPORT group shows here while the summed length and limit average it away.",
+)
+LISTENER_DROPS = Metric(
+    "sockdiag_listener_drops", "counter", LISTENER_LABELS,
+    "SYNs and connections the listening sockets at that address dropped (SK_MEMINFO drops; inet listeners). Each "
+    "socket counts from its creation: the counter restarts when the listener is re-created, which rate() handles.",
+)
+LISTENER_HALF_OPEN = Metric(
+    "sockdiag_listener_half_open_connections", "gauge", LISTENER_LABELS,
+    "Connections of that listening address in SYN_RECV (its SYN queue: request sockets, and Fast Open children "
+    "not yet acknowledged); tcp and dccp listeners that have any.",
+)
+RECEIVER_QUEUE = Metric(
+    "sockdiag_udp_receiver_queue_bytes", "gauge", LISTENER_LABELS,
+    "Receive queue memory of the unconnected UDP and UDP-Lite sockets bound to that address (SO_REUSEPORT sockets "
+    "summed); address=\"other\" sums the ones bound to an ephemeral port and those beyond udp_receivers.max_series.",
+)
+RECEIVER_BUFFER = Metric(
+    "sockdiag_udp_receiver_buffer_bytes", "gauge", LISTENER_LABELS,
+    "Receive buffer limit (SO_RCVBUF) of the UDP receivers at that address, summed like the queue.",
+)
+RECEIVER_DROPS = Metric(
+    "sockdiag_udp_receiver_drops", "counter", LISTENER_LABELS,
+    "Datagrams the UDP receivers at that address dropped (SK_MEMINFO drops: a full buffer, a bad checksum, a "
+    "filter). Each socket counts from its creation: the counter restarts with the receiver, which rate() handles.",
+)
+RECEIVER_SOCKETS = Metric(
+    "sockdiag_udp_receiver_sockets", "gauge", LISTENER_LABELS,
+    "Unconnected UDP sockets behind a receiver series (more than 1 with SO_REUSEPORT, and for address=\"other\").",
+)
+RECEIVERS_FOLDED = Metric(
+    "sockdiag_udp_receivers_folded", "gauge", LISTEN_LABELS,
+    "Unconnected UDP sockets summed into address=\"other\" (bound to an ephemeral port, or beyond "
+    "udp_receivers.max_series); only where there are some.",
+)
+EPHEMERAL_RANGE = Metric(
+    "sockdiag_ephemeral_port_range_size", "gauge", (),
+    "Ports connect() can pick: net.ipv4.ip_local_port_range less net.ipv4.ip_local_reserved_ports.",
+)
+EPHEMERAL_USAGE = Metric(
+    "sockdiag_ephemeral_port_usage_ratio", "gauge", ("family",),
+    "Highest share of the ephemeral port range in use towards one destination: TCP sockets (every state but "
+    "listen) with a local port in the range, per local address, remote address and remote port, over the range "
+    "size; 1 means connect() to that destination fails (EADDRNOTAVAIL). Families with such sockets only.",
+)
+EPHEMERAL_DESTINATION_USAGE = Metric(
+    "sockdiag_ephemeral_port_destination_usage_ratio", "gauge", ("family", "destination"),
+    "With ephemeral_ports.destinations: the usage ratio of each of the busiest destinations (remote address and "
+    "port; with several local addresses, the busiest one).",
+)
+EPHEMERAL_DESTINATIONS_FOLDED = Metric(
+    "sockdiag_ephemeral_port_destinations_folded", "gauge", ("family",),
+    "With ephemeral_ports.destinations: destinations not reported one by one.",
+)
+TIMEWAIT_MINISOCKETS = Metric(
+    "sockdiag_tcp_timewait_minisockets", "gauge", ("family", "state"),
+    "TCP connections the kernel keeps as TIME_WAIT minisockets: in time_wait, and in fin_wait2 once their "
+    "application has closed them (a live fin_wait2 socket is a full socket). They count against "
+    "net.ipv4.tcp_max_tw_buckets. States with some only.",
+)
+TIMEWAIT_BUCKETS = Metric(
+    "sockdiag_tcp_max_timewait_buckets", "gauge", (),
+    "net.ipv4.tcp_max_tw_buckets: more minisockets than this and closing connections skip TIME_WAIT (\"time wait "
+    "bucket table overflow\").",
+)
 RECEIVE_QUEUE_HISTOGRAM = Metric(
     "sockdiag_socket_receive_queue_bytes", "gaugehistogram", LISTEN_LABELS,
     "Distribution of the receive queues of data sockets (every socket but listeners), one count per socket.",
@@ -314,7 +382,10 @@ BUILD_INFO = Metric(
 
 HISTOGRAM_KINDS = frozenset(("histogram", "gaugehistogram"))  # value: ([(le, cumulative count)...], sum)
 
-LISTENERS = (LISTENER_QUEUE_LENGTH, LISTENER_QUEUE_LIMIT, LISTENER_SOCKETS, LISTENERS_FOLDED)
+LISTENERS = (LISTENER_QUEUE_LENGTH, LISTENER_QUEUE_LIMIT, LISTENER_SOCKETS, LISTENERS_FOLDED, LISTENER_MAX_FILL,
+             LISTENER_DROPS, LISTENER_HALF_OPEN)
+RECEIVERS = (RECEIVER_QUEUE, RECEIVER_BUFFER, RECEIVER_DROPS, RECEIVER_SOCKETS, RECEIVERS_FOLDED)
+DESTINATIONS = (EPHEMERAL_DESTINATION_USAGE, EPHEMERAL_DESTINATIONS_FOLDED)
 PORT_GROUPS = (PORT_GROUP_SOCKETS, PORT_GROUP_RECEIVE_QUEUE, PORT_GROUP_SEND_QUEUE)
 CGROUPS = (CGROUP_SOCKETS, CGROUP_RECEIVE_QUEUE, CGROUP_SEND_QUEUE)
 HISTOGRAMS = (RECEIVE_QUEUE_HISTOGRAM, SEND_QUEUE_HISTOGRAM)
@@ -322,16 +393,37 @@ FLOWS = ((TCP_CLOSED,) + TCP_CLOSED_SUMS + (TCP_CLOSED_RTT, LISTENER_TCP_CLOSED)
          + (PORT_GROUP_TCP_CLOSED,) + PORT_GROUP_TCP_CLOSED_BYTES + (UDP_CLOSED, FLOW_SUBSCRIBER_UP, FLOW_EVENTS,
                                                                      FLOW_OVERRUNS, FLOW_MALFORMED))
 
+# The text format (0.0.4) has no gauge histogram: a gauge histogram's _gcount and _gsum are written there as gauges
+# of their own, with this HELP (suffix, help) in that order, rather than with the parent's.
+GAUGE_HISTOGRAM_PARTS = {
+    metric.name: (
+        ("_gcount", f"Data sockets (every socket but listeners) counted in {metric.name}, by the same labels."),
+        ("_gsum", f"Sum of the {direction} queues of those data sockets, in bytes."),
+    )
+    for metric, direction in ((RECEIVE_QUEUE_HISTOGRAM, "receive"), (SEND_QUEUE_HISTOGRAM, "send"))
+}
+GAUGE_HISTOGRAM_PARTS.update({
+    metric.name: (
+        ("_gcount", f"Live TCP connections counted in {metric.name}, by the same labels (tcp_health)."),
+        ("_gsum", f"Sum of their {what}, in seconds."),
+    )
+    for metric, what in ((LISTENER_HEALTH_RTT[0], "smoothed RTTs"), (LISTENER_HEALTH_RTT[1], "minimum RTTs"),
+                         (PORT_GROUP_HEALTH_RTT[0], "smoothed RTTs"), (PORT_GROUP_HEALTH_RTT[1], "minimum RTTs"))
+})
+
 # The optional breakdowns in the order the series budget drops them: most detailed first.
-BREAKDOWNS = (("listeners", LISTENERS + (LISTENER_TCP_CLOSED,) + LISTENER_TCP_CLOSED_BYTES + LISTENER_HEALTH_RTT
-               + LISTENER_HEALTH + LISTENER_TRAFFIC), ("cgroups", CGROUPS),
+BREAKDOWNS = (("ephemeral_destinations", DESTINATIONS),
+              ("listeners", LISTENERS + (LISTENER_TCP_CLOSED,) + LISTENER_TCP_CLOSED_BYTES + LISTENER_HEALTH_RTT
+               + LISTENER_HEALTH + LISTENER_TRAFFIC),
+              ("udp_receivers", RECEIVERS), ("cgroups", CGROUPS),
               ("port_groups", PORT_GROUPS + (PORT_GROUP_TCP_CLOSED,) + PORT_GROUP_TCP_CLOSED_BYTES + PORT_GROUP_HEALTH_RTT
                + PORT_GROUP_HEALTH + PORT_GROUP_TRAFFIC),
               ("histograms", HISTOGRAMS + (TCP_CLOSED_RTT,)), ("memory", MEMORY))
 
 ALL = (
-    (SOCKETS, RECEIVE_QUEUE, SEND_QUEUE, ACCEPT_QUEUE_LENGTH, ACCEPT_QUEUE_LIMIT) + LISTENERS + HISTOGRAMS + MEMORY
-    + PORT_GROUPS + CGROUPS + FLOWS + HEALTH
+    (SOCKETS, RECEIVE_QUEUE, SEND_QUEUE, ACCEPT_QUEUE_LENGTH, ACCEPT_QUEUE_LIMIT) + LISTENERS + RECEIVERS
+    + HISTOGRAMS + MEMORY + PORT_GROUPS + CGROUPS + FLOWS + HEALTH
+    + (TIMEWAIT_MINISOCKETS, TIMEWAIT_BUCKETS, EPHEMERAL_RANGE, EPHEMERAL_USAGE) + DESTINATIONS
     + (UDP_RECEIVE_BUFFER_ERRORS, UDP_RECEIVE_ERRORS, TCP_LISTEN_OVERFLOWS, TCP_LISTEN_DROPS, HANDLER_AVAILABLE,
        SOURCE_INFO, COLLECTOR_DURATION, COLLECTOR_SUCCESS, COLLECTION_DURATION, NETLINK_DUMPS, NETLINK_DUMP_RETRIES,
        SERIES_DROPPED, NETNS_INFO, NETNS_UP, NETNS_DISCOVERY, NETNS_CANNOT_ENTER, NETNS_FOLDED, FEATURE_ENABLED,
@@ -344,5 +436,7 @@ EXPORTER = frozenset((COLLECTOR_DURATION, COLLECTOR_SUCCESS, COLLECTION_DURATION
                       NETNS_FOLDED, FEATURE_ENABLED, BUILD_INFO))
 # Metrics served even when zero in sparse namespaces: a 0 there is news, not a placeholder.
 KEEP_ZERO = frozenset((FLOW_SUBSCRIBER_UP,))
-# Metrics whose samples, when several namespaces fold into "other", take the largest value instead of the sum.
+# Metrics whose samples, when several namespaces fold into "other", take the largest value instead of the sum:
+# kernel-wide facts (left out of sparse namespaces), and ratios and sizes.
 NOT_ADDITIVE = frozenset((HANDLER_AVAILABLE, SOURCE_INFO))
+LARGEST = NOT_ADDITIVE | frozenset((LISTENER_MAX_FILL, EPHEMERAL_RANGE, EPHEMERAL_USAGE, EPHEMERAL_DESTINATION_USAGE))

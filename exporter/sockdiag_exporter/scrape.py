@@ -206,7 +206,7 @@ class Scraper:
         if folded:
             for metric in list(merged):
                 if metric not in m.EXPORTER:
-                    merged[metric] = _fold(metric, merged[metric])
+                    merged[metric] = fold(metric, merged[metric])
 
     def _cannot_enter(self, ns, error: CannotEnter, counts: Dict[str, int]) -> None:
         self._failed(f"netns {ns.label}", str(error))
@@ -289,8 +289,9 @@ def _nonzero(metric: m.Metric, value) -> bool:
     return value != 0
 
 
-def _fold(metric: m.Metric, samples: list) -> list:
-    """Merge samples with equal labels (namespaces folded into "other"): sums, or the largest for info-like ones."""
+def fold(metric: m.Metric, samples: list) -> list:
+    """Merge samples with equal labels (namespaces folded into "other"): sums, or the largest for info-like ones
+    and ratios."""
     merged: Dict[tuple, object] = {}
     for labels, value in samples:
         if labels not in merged:
@@ -298,7 +299,7 @@ def _fold(metric: m.Metric, samples: list) -> list:
         elif metric.kind in m.HISTOGRAM_KINDS:
             (buckets, total), (more, extra) = merged[labels], value
             merged[labels] = ([(le, n + k) for (le, n), (_, k) in zip(buckets, more)], total + extra)
-        elif metric in m.NOT_ADDITIVE:
+        elif metric in m.LARGEST:
             merged[labels] = max(merged[labels], value)
         else:
             merged[labels] += value

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 from . import __version__, logsetup, systemd_support
 from .config import Config, ConfigError
 from .diag.netlink import DiagStats
+from .landing import LandingPage
 from .plan import build_plan
 from .scrape import IN_NETNS, RegistryAdapter, Scraper
 from .web import Limits, Server
@@ -72,6 +73,7 @@ class Service:
         self.config = config
         self.security = security
         self.config_file = config_file
+        self.started = time.time()
         self._reload_config = reload_config
         logsetup.setup(config.log.level, config.log.format)  # before building the plan, which may warn
         stats = DiagStats()
@@ -82,7 +84,7 @@ class Service:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(RegistryAdapter(self.scraper))
         ProcessCollector(registry=registry)
-        self.app = App(registry, self.config.web.telemetry_path)
+        self.app = App(registry, self.config.web.telemetry_path, LandingPage(self.scraper, self.started))
         activated = systemd_support.listen_socket()
         try:
             web = self.config.web

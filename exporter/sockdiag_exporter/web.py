@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 from urllib.parse import parse_qs
 
 import h11
@@ -558,7 +558,7 @@ class Server:
             body = await app.metrics(fmt, gzipped, frozenset(names) if names else None)
             return 200, fmt.content_type, body, (("Content-Encoding", "gzip"),) if gzipped else ()
         if path == "/":
-            return 200, HTML, await app.page(), ()
+            return 200, HTML, await app.page(collect=not conn.exempt), ()  # the watchdog's probe never waits
         return 404, PLAIN, ERROR_BODIES[404], ()
 
     # -- health
@@ -637,15 +637,24 @@ def _ipv6_available() -> bool:
         return False
 
 
-def _listen(listen_address: str) -> socket.socket:
+def resolve_listen_address(listen_address: str) -> Tuple[int, tuple]:
+    """(address family, socket address) the server binds for listen_address; socket.gaierror (an OSError) when the
+    host does not resolve. Whether the port is free is only known when binding."""
     host, port = parse_listen_address(listen_address)
     family = socket.AF_INET6 if (not host and _ipv6_available()) or ":" in host else socket.AF_INET
+    if not host:
+        return family, ("::" if family == socket.AF_INET6 else "0.0.0.0", port)
+    return family, socket.getaddrinfo(host, port, family, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)[0][4]
+
+
+def _listen(listen_address: str) -> socket.socket:
+    family, address = resolve_listen_address(listen_address)
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6 and not host:
+        if family == socket.AF_INET6 and not parse_listen_address(listen_address)[0]:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # :port = v4 and v6
-        sock.bind((host or ("::" if family == socket.AF_INET6 else "0.0.0.0"), port))
+        sock.bind(address)
         sock.listen(BACKLOG)
     except OSError:
         sock.close()

@@ -18,6 +18,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as openmetrics
 
 from . import __version__
+from . import metrics as m
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,29 @@ class Format(NamedTuple):
     encode: Callable
 
 
-TEXT = Format("text/plain; version=0.0.4; charset=utf-8", exposition.generate_latest)
+def _text(registry) -> bytes:
+    """The text format (0.0.4). It has no gauge histogram: client_python writes one as a histogram followed by its
+    _gcount and _gsum as gauges under the parent's HELP ("one count per socket" over a sum of bytes). Here they are
+    gauges of their own with their own HELP (metrics.GAUGE_HISTOGRAM_PARTS), in the same place."""
+    return exposition.generate_latest(_Families(list(_gauge_histogram_parts(registry.collect()))))
+
+
+def _gauge_histogram_parts(families):
+    for family in families:
+        parts = m.GAUGE_HISTOGRAM_PARTS.get(family.name) if family.type == "gaugehistogram" else None
+        if not parts:
+            yield family
+            continue
+        buckets = Metric(family.name, family.documentation, family.type, family.unit)
+        buckets.samples = [s for s in family.samples if s.name == family.name + "_bucket"]
+        yield buckets
+        for suffix, text in parts:
+            part = Metric(family.name + suffix, text, "gauge")
+            part.samples = [s for s in family.samples if s.name == part.name]
+            yield part
+
+
+TEXT = Format("text/plain; version=0.0.4; charset=utf-8", _text)
 OPENMETRICS = Format("application/openmetrics-text; version=1.0.0; charset=utf-8", openmetrics.generate_latest)
 OPENMETRICS_VERSIONS = (None, "0.0.1", "1.0.0")  # the 1.0.0 body answers both: 0.0.1 is the same format
 
@@ -108,17 +131,19 @@ def restrict(families: List[Metric], names: FrozenSet[str]) -> List[Metric]:
     return kept
 
 
-def landing_page(telemetry_path: str) -> bytes:
+def landing_page(telemetry_path: str, collect: bool = True) -> bytes:
     return LANDING_PAGE.format(version=__version__, path=html.escape(telemetry_path)).encode()
 
 
 class App:
-    """The registry behind the telemetry path, rendered single-flight, and a callable making the page at /."""
+    """The registry behind the telemetry path, rendered single-flight, and a callable making the page at /:
+    landing(telemetry path, collect) -> bytes, where collect=False (the watchdog's probe) must not wait for a
+    collection."""
 
-    def __init__(self, registry, telemetry_path: str, landing: Optional[Callable[[], bytes]] = None):
+    def __init__(self, registry, telemetry_path: str, landing: Optional[Callable[[str, bool], bytes]] = None):
         self.registry = registry
         self.telemetry_path = telemetry_path
-        self.landing = landing or (lambda: landing_page(self.telemetry_path))
+        self.landing = landing or landing_page
         self._pool = ThreadPoolExecutor(RENDER_THREADS, thread_name_prefix="render")
         self._collection: Optional[asyncio.Future] = None
         self._flights: Dict[Tuple[Format, bool], asyncio.Future] = {}
@@ -135,8 +160,8 @@ class App:
             flight.add_done_callback(lambda _: self._flights.pop(key, None))
         return await asyncio.shield(flight)  # a client that leaves does not cancel the others' body
 
-    async def page(self) -> bytes:
-        return await self._run(self.landing)
+    async def page(self, collect: bool = True) -> bytes:
+        return await self._run(self.landing, self.telemetry_path, collect)
 
     async def _render(self, fmt: Format, gzipped: bool) -> bytes:
         return await self._run(_encode, fmt, await self._collect(), gzipped)

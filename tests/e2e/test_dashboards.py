@@ -14,7 +14,7 @@ import time
 import pytest
 import yaml
 
-from helpers import Exposition, make_scraper, render
+from helpers import Exposition, Peer, make_scraper, render, wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GRAFANA = os.path.join(ROOT, "grafana")
@@ -135,7 +135,8 @@ def test_overview_rows_and_listeners_repeat():
     overview = DASHBOARDS["sockdiag-overview.json"]
     rows = [p["title"] for p in overview["panels"] if p["type"] == "row"]
     assert rows == ["Summary", "Sockets by family, protocol and state", "Queues", "Memory and drops", "Connections",
-                    "TCP health", "Listeners", "Port groups", "Network namespaces, units and containers", "Exporter health"]
+                    "TCP health", "Listeners", "UDP receivers", "Port groups", "Network namespaces, units and containers",
+                    "Exporter health"]
     types = {p["type"] for p in overview["panels"]}
     assert {"heatmap", "timeseries", "stat", "bargauge", "table", "state-timeline"} <= types
     for p in overview["panels"]:
@@ -152,21 +153,25 @@ def test_overview_rows_and_listeners_repeat():
     after = listeners["panels"][listeners["panels"].index(repeated[0]) + 1:]
     exprs = " ".join(t["expr"] for p in after for t in p["targets"])
     for metric in ("sockdiag_listener_accept_queue_length", "sockdiag_listener_accept_queue_limit",
-                   "sockdiag_tcp_listen_overflows_total", "sockdiag_tcp_listen_drops_total"):
+                   "sockdiag_tcp_listen_overflows_total", "sockdiag_tcp_listen_drops_total",
+                   "sockdiag_listener_drops_total", "sockdiag_listener_half_open_connections",
+                   "instance_address:sockdiag_listener_accept_queue:fill_ratio"):
         assert metric in exprs
 
 
 def test_every_metric_queried_is_served_or_recorded(netns):
-    """Names in the dashboards against what a real exporter serves (with a listener, a UDP socket, a port group,
-    namespaces and cgroup attribution, so the optional breakdowns are present; the full profile, so that series
-    the default one leaves out while zero are there) and what rules.yml records."""
-    listener = netns.run(socket.create_server, ("127.0.0.1", 8080))
+    """Names in the dashboards against what a real exporter serves (with a listener, half-open connections from a
+    peer, a client and a TIME_WAIT minisocket, a UDP receiver and an autobound UDP client, a port group, namespaces
+    and cgroup attribution, so the optional breakdowns are present; the full profile, so that series the default one
+    leaves out while zero are there) and what rules.yml records."""
+    listener = netns.run(socket.create_server, ("0.0.0.0", 8080))
     udp = netns.run(socket.socket, socket.AF_INET, socket.SOCK_DGRAM)
     netns.run(udp.bind, ("127.0.0.1", 5353))
     netns.keep += [listener, udp]
     scraper = netns.run(make_scraper, {"port_groups": {"web": {"local": [8080]}}, "series_budget": 100000,
                                        "namespaces": {"named": True, "include": [netns.name]},
                                        "cgroups": {"enabled": True}, "profile": "full",
+                                       "ephemeral_ports": {"destinations": 5, "interval_seconds": 0},
                                        "tcp_health": {"enabled": True}})
     netns.keep.append(scraper)
     render_in_ns = lambda: Exposition(netns.run(render, scraper))  # noqa: E731
@@ -175,15 +180,29 @@ def test_every_metric_queried_is_served_or_recorded(netns):
     listener.accept()[0].close()
     client.close()
     netns.run(socket.socket, socket.AF_INET, socket.SOCK_DGRAM).close()
-    live = netns.run(socket.create_connection, ("127.0.0.1", 8080))  # tcp_health: a live inbound connection
-    netns.keep += [live, listener.accept()[0]]
-    exposition = render_in_ns()
-    for _ in range(100):  # the events arrive within milliseconds
-        if exposition.select("sockdiag_udp_sockets_closed_total") and exposition.select(
-                "sockdiag_listener_tcp_connections_closed_total"):
-            break
-        time.sleep(0.05)
+
+    def work():  # a client kept open, one closed first (a minisocket), an autobound UDP client
+        kept = socket.create_connection(("127.0.0.1", 8080))
+        closed = socket.create_connection(("127.0.0.1", 8080))
+        closed.close()
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sender.sendto(b"x", ("127.0.0.1", 5353))
+        netns.keep.extend([kept, sender])
+
+    netns.run(work)
+    peer = Peer(netns)
+    try:
+        peer.connect(socket.AF_INET, ("10.9.0.1", 8080), 2)
+        assert wait_until(lambda: any(state == "SYN-RECV" for _, state, _, _, _ in netns.ss("-t", "-a")))
         exposition = render_in_ns()
+        for _ in range(100):  # the events arrive within milliseconds
+            if exposition.select("sockdiag_udp_sockets_closed_total") and exposition.select(
+                    "sockdiag_listener_tcp_connections_closed_total"):
+                break
+            time.sleep(0.05)
+            exposition = render_in_ns()
+    finally:
+        peer.delete()
     served = {name for name, _ in exposition.samples}
     recorded = recorded_names()
     for name, d in DASHBOARDS.items():

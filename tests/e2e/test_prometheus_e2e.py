@@ -1,12 +1,13 @@
 """End to end against a real Prometheus: the exporter daemon and `prometheus` run in one fresh network namespace
 (127.0.0.1 only, a temporary data directory, 1 s scrapes), scraping with the shipped example's job and loading
 the rules the mixin renders with a few thresholds lowered through its _config (and `for:` shortened). Real trouble
-is built in the namespace — a listener whose full accept queue overflows, CLOSE_WAIT sockets, TIME_WAIT sockets,
-orphans in FIN_WAIT1, a socket with megabytes unread, a UDP receiver that drops datagrams, a dead scrape target,
-refused connects, transfers over a lossy TUN link to a second namespace — and the matching alerts must reach
-"firing" through /api/v1/alerts. Then every query of the mixin's dashboards,
-its variables substituted as Grafana would, must parse and return data, and filter on every variable whose label
-its series carry. Last, every shipped scrape configuration must yield the job the rules select."""
+is built in the namespace — a listener whose full accept queue overflows and drops, CLOSE_WAIT sockets, TIME_WAIT
+sockets filling a small tcp_max_tw_buckets, orphans in FIN_WAIT1, a socket with megabytes unread, a UDP receiver
+that drops datagrams, a destination using most of a narrowed ephemeral port range, half-open connections from a
+peer whose handshakes never complete, a dead scrape target, refused connects, transfers over a lossy TUN link to a
+second namespace — and the matching alerts must reach "firing" through /api/v1/alerts. Then every query of the
+mixin's dashboards, its variables substituted as Grafana would, must parse and return data, and filter on every
+variable whose label its series carry. Last, every shipped scrape configuration must yield the job the rules select."""
 
 import contextlib
 import http.client
@@ -24,7 +25,7 @@ import urllib.parse
 import pytest
 import yaml
 
-from helpers import NetNS
+from helpers import NetNS, Peer
 from tunlink import TunLink
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -37,22 +38,30 @@ EXPORTER_PORT = 19965
 PROMETHEUS_PORT = 19090
 DEAD_PORT = 9  # nothing listens there: a target that is down
 FULL_PORT, CLOSE_WAIT_PORT, TIME_WAIT_PORT, ORPHAN_PORT, BACKLOG_PORT, UDP_PORT = 8080, 8081, 8082, 8083, 8084, 5353
+BUSY_PORT, HALF_OPEN_PORT = 8085, 8086
 LOSSY_PORT = 8090  # in the second namespace, behind a TUN link that loses a third of the packets
 SO_RCVBUFFORCE = 33  # Linux; not exported by the socket module
+# The namespace's kernel settings: a port range of 200 ports (170 connections to one destination use 85% of it), a
+# TIME_WAIT table of 6 (5 TIME_WAIT sockets are made), SYN-ACKs retried for minutes (half-open connections last).
+SYSCTLS = {"net.ipv4.ip_local_port_range": "40000 40199", "net.ipv4.tcp_max_tw_buckets": "6",
+           "net.ipv4.tcp_synack_retries": "10"}
+BUSY_CONNECTIONS = 170
 
 # Thresholds lowered through the mixin's _config so a handful of sockets cross them (the shipped values are for
 # production hosts); the other thresholds (fill ratio 0.8, any overflow, any UDP drop, any socket over 1 MiB) are
 # used as shipped.
 THRESHOLDS = {
     "close_wait_sockets": 3,           # 4 CLOSE_WAIT sockets are made
-    "ephemeral_port_range_size": 4,    # x 0.8 = 3.2; 5 TIME_WAIT sockets are made
     "tcp_max_orphans": 2,              # x 0.8 = 1.6; 3 orphans are made
 }
 EXPECTED_FIRING = {
     "SockdiagListenerAcceptQueueNearLimit": {"address": f"127.0.0.1:{FULL_PORT}", "protocol": "tcp"},
+    "SockdiagListenerDropping": {"address": f"127.0.0.1:{FULL_PORT}", "protocol": "tcp"},
     "SockdiagTCPListenOverflows": {"instance": f"127.0.0.1:{EXPORTER_PORT}"},
     "SockdiagCloseWaitAccumulating": {"protocol": "tcp", "state": "close_wait"},
-    "SockdiagTimeWaitNearPortRange": {"protocol": "tcp", "state": "time_wait"},
+    "SockdiagEphemeralPortsNearExhaustion": {"family": "inet", "instance": f"127.0.0.1:{EXPORTER_PORT}"},
+    "SockdiagTimeWaitBucketsNearLimit": {"instance": f"127.0.0.1:{EXPORTER_PORT}"},
+    "SockdiagUDPReceiverDropping": {"address": f"127.0.0.1:{UDP_PORT}", "protocol": "udp"},
     "SockdiagTCPOrphansNearLimit": {"instance": f"127.0.0.1:{EXPORTER_PORT}"},
     "SockdiagReceiveQueueBacklog": {"family": "inet", "protocol": "tcp"},
     "SockdiagUDPReceiveBufferErrors": {"family": "inet", "protocol": "udp"},
@@ -142,6 +151,7 @@ class Trouble:
         self.ns, self.peer = ns, peer
         self.sockets = []
         self.stop_event = threading.Event()
+        self.syn_peer = None
 
     def sock(self, family=socket.AF_INET, kind=socket.SOCK_STREAM):
         s = self.ns.run(socket.socket, family, kind)  # created in the namespace; usable from any thread
@@ -206,6 +216,17 @@ class Trouble:
             except BlockingIOError:
                 time.sleep(0.01)
         assert sent >= 3 << 20
+        # Most of the (narrowed) ephemeral port range used towards one destination.
+        server = self.listener(BUSY_PORT, backlog=BUSY_CONNECTIONS)
+        for _ in range(BUSY_CONNECTIONS):
+            self.connect(BUSY_PORT)
+            self.sockets.append(server.accept()[0])
+        # Half-open connections: a peer whose SYN-ACKs vanish (helpers.Peer) connects to a listener.
+        self.syn_peer = Peer(self.ns)
+        half_open = self.sock()
+        half_open.bind(("10.9.0.1", HALF_OPEN_PORT))
+        half_open.listen(64)
+        self.syn_peer.connect(socket.AF_INET, ("10.9.0.1", HALF_OPEN_PORT), 3)
         # A UDP receiver with the smallest buffer, never reading.
         self.udp_receiver = self.sock(kind=socket.SOCK_DGRAM)
         self.udp_receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)
@@ -269,6 +290,8 @@ class Trouble:
         if hasattr(self, "link"):
             self.lossy_server.close()
             self.link.close()
+        if self.syn_peer:
+            self.syn_peer.delete()
 
 
 
@@ -318,6 +341,8 @@ def stack(netns, tmp_path):
     trouble = Trouble(netns, peer)
     processes = []
     try:
+        for key, value in SYSCTLS.items():
+            netns.sh(f"sysctl -qw {key}='{value}'")
         trouble.build()
         processes.append(Process(netns, [sys.executable, "-m", "sockdiag_exporter",
                                          f"--web.listen-address=127.0.0.1:{EXPORTER_PORT}",

@@ -17,7 +17,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # tests/
 
-from golden.replay import Recording  # noqa: E402
+from golden.replay import SYSCTL, Recording  # noqa: E402
 from helpers import NetNS, make_scraper, render  # noqa: E402
 
 from sockdiag_exporter.diag.netlink import DiagSocket, open_netlink  # noqa: E402
@@ -62,6 +62,11 @@ class RecordedProc(ProcNet):
         self.files.setdefault(name, text)
         return text
 
+    def sysctl(self, name):
+        text = super().sysctl(name)
+        self.files.setdefault(SYSCTL + name, text)
+        return text
+
 
 def populate(ns: NetNS) -> None:
     """Sockets of every family and many states, kept in ns.keep."""
@@ -82,9 +87,6 @@ def populate(ns: NetNS) -> None:
                 c.send(b"x" * (i * 700 + 1))
             if i % 7 == 0:
                 s.send(b"y" * 70000)
-        for _ in range(3):  # waiting in the accept queue
-            c = socket.create_connection((addr, 8080))
-            keep.append(c)
         for _ in range(4):  # time_wait
             c = socket.create_connection((addr, 8080))
             s, _ = web.accept()
@@ -95,18 +97,36 @@ def populate(ns: NetNS) -> None:
             s, _ = web.accept()
             s.shutdown(socket.SHUT_WR)
             keep += [c, s]
+        for _ in range(2):  # the client closed it, the server did not: a fin_wait2 minisocket
+            c = socket.create_connection((addr, 8080))
+            s, _ = web.accept()
+            c.close()
+            keep.append(s)
+        for _ in range(3):  # waiting in the accept queue (after the accept() calls above, which would take them)
+            c = socket.create_connection((addr, 8080))
+            keep.append(c)
+        for _ in range(2):  # an SO_REUSEPORT pair on one address, one of them with a connection waiting
+            shared = socket.socket(family)
+            shared.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            shared.bind((addr, 9100))
+            shared.listen(8)
+            keep.append(shared)
+        keep.append(socket.create_connection((addr, 9100)))
         for _ in range(2):  # the small listener: its queue full
             c = socket.socket(family)
             c.setblocking(False)
             c.connect_ex((addr, 9005))
             keep.append(c)
         dns = socket.socket(family, socket.SOCK_DGRAM)
+        dns.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)  # the smallest buffer: the third datagram is dropped
         dns.bind((addr, 5353))
         client = socket.socket(family, socket.SOCK_DGRAM)
         client.connect((addr, 5353))
         for _ in range(3):
             client.send(b"q" * 300)
-        keep += [dns, client]
+        sender = socket.socket(family, socket.SOCK_DGRAM)
+        sender.sendto(b"s", (addr, 5353))  # unconnected and autobound to an ephemeral port: a receiver, folded
+        keep += [dns, client, sender]
         lite = socket.socket(family, socket.SOCK_DGRAM, 136)
         lite.bind((addr, 5354))
         keep.append(lite)

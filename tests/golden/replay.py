@@ -7,6 +7,7 @@ import struct
 from typing import Callable, Dict, List
 
 NLMSG_ERROR, NLMSG_DONE, SOCK_DIAG_BY_FAMILY = 2, 3, 20
+SYSCTL = "sys/net/"  # recorded /proc/sys/net files are kept under this prefix, next to the /proc/net ones
 
 
 def with_seq(buf: bytes, seq: int) -> bytes:
@@ -41,7 +42,8 @@ class ReplaySocket:
 
 
 class Proc:
-    """/proc/net files from a dict (name -> text); a missing one is what a kernel without it answers."""
+    """/proc/net and /proc/sys/net files from a dict (name, or SYSCTL + name -> text); a missing one is what a
+    kernel without it answers."""
 
     def __init__(self, files: Dict[str, str]):
         self.files = files
@@ -52,6 +54,9 @@ class Proc:
         if name not in self.files:
             raise from_errno(2, f"reading /proc/net/{name}")
         return self.files[name]
+
+    def sysctl(self, name: str) -> str:
+        return self.read(SYSCTL + name)
 
 
 class Recording:

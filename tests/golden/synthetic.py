@@ -33,8 +33,9 @@ def _sctp(family, state, rq, wq, sport, dport, local, peer=None):
     return (family, SCTP, state), dm.inet_diag_msg(family, state, rq, wq, sport, dport, local, peer) + attrs
 
 
-def _inet(family, protocol, state, rq, wq, sport=0, dport=0, local=None, peer=None, attrs=b""):
-    return (family, protocol, state), dm.inet_diag_msg(family, state, rq, wq, sport, dport, local, peer) + attrs
+def _inet(family, protocol, state, rq, wq, sport=0, dport=0, local=None, peer=None, attrs=b"", timer=0):
+    return (family, protocol, state), dm.inet_diag_msg(family, state, rq, wq, sport, dport, local, peer,
+                                                       timer=timer) + attrs
 
 
 # (family, protocol, state) -> message payload; protocol 0 where the family has none
@@ -47,11 +48,12 @@ SOCKETS: List[Tuple[tuple, bytes]] = [
     _sctp(socket.AF_INET, 1, 0, 0, 40100, 9899, "10.0.0.1", "10.0.0.9"),  # cookie_wait
     _sctp(socket.AF_INET6, 10, 0, 64, 3868, 0, "2001:db8::1"),
     _sctp(socket.AF_INET6, 3, 0, 0, 3868, 50000, "2001:db8::1", "2001:db8::2"),
-    # DCCP: a listener with a queue, connections, one time_wait
+    # DCCP: a listener with a queue, connections, a request (SYN_RECV: inet_req_diag_fill's state), one time_wait
     _inet(socket.AF_INET, DCCP, 10, 2, 5, 5004, 0, "0.0.0.0"),
     _inet(socket.AF_INET, DCCP, 1, 100, 0, 5004, 33000, "192.0.2.1", "192.0.2.7"),
     _inet(socket.AF_INET, DCCP, 1, 0, 2000, 5004, 33001, "192.0.2.1", "192.0.2.8"),
-    _inet(socket.AF_INET, DCCP, 6, 0, 0, 5004, 33002, "192.0.2.1", "192.0.2.9"),
+    _inet(socket.AF_INET, DCCP, 3, 0, 0, 5004, 33003, "192.0.2.1", "192.0.2.10", timer=1),
+    _inet(socket.AF_INET, DCCP, 6, 0, 0, 5004, 33002, "192.0.2.1", "192.0.2.9", timer=3),
     # raw through raw_diag (kernels with CONFIG_INET_RAW_DIAG)
     _inet(socket.AF_INET, RAW, 7, 2304, 0, 1, 0),  # an ICMP socket with a queued echo: sport = protocol
     _inet(socket.AF_INET, RAW, 7, 0, 0, 255, 0),
@@ -78,17 +80,28 @@ SOCKETS: List[Tuple[tuple, bytes]] = [
 ]
 
 
-def parse_request(request: bytes) -> Tuple[int, int, int]:
-    """(family, protocol, states) of a dump request, as the kernel's sock_diag_rcv_msg and handlers read it."""
+# SK_MEMINFO of the inet sockets that have one to show when a request asks (idiag_ext), by (family, protocol,
+# state): rmem_alloc, rcvbuf, wmem_alloc, sndbuf, fwd_alloc, wmem_queued, optmem, backlog, drops
+MEMINFO = {
+    (socket.AF_INET, DCCP, 10): (0, 131072, 0, 16384, 0, 0, 0, 0, 4),  # the listener dropped 4 requests
+    (socket.AF_INET, SCTP, 10): (0, 212992, 0, 212992, 0, 0, 0, 0, 0),
+    (socket.AF_INET6, SCTP, 10): (0, 212992, 0, 212992, 0, 0, 0, 0, 1),
+}
+INET_DIAG_SKMEMINFO = 7
+
+
+def parse_request(request: bytes) -> Tuple[int, int, int, bool]:
+    """(family, protocol, states, SK_MEMINFO asked) of a dump request, as the kernel's sock_diag_rcv_msg and
+    handlers read it."""
     family = request[0]
     if family in (socket.AF_INET, socket.AF_INET6):  # struct inet_diag_req_v2, then maybe INET_DIAG_REQ_PROTOCOL
         protocol, states = request[1], struct.unpack_from("=I", request, 4)[0]
         if len(request) >= 64 and struct.unpack_from("=HH", request, 56)[1] == INET_DIAG_REQ_PROTOCOL:
             protocol = struct.unpack_from("=I", request, 60)[0]
-        return family, protocol, states
+        return family, protocol, states, bool(request[2] & 1 << (INET_DIAG_SKMEMINFO - 1))
     if family in (AF_VSOCK, AF_TIPC):  # vsock_diag_req / tipc_sock_diag_req: states at offset 4
-        return family, 0, struct.unpack_from("=I", request, 4)[0]
-    return family, 0, 0xFFFFFFFF  # xdp and smc dumps have no state filter
+        return family, 0, struct.unpack_from("=I", request, 4)[0], False
+    return family, 0, 0xFFFFFFFF, False  # xdp and smc dumps have no state filter
 
 
 class SyntheticKernel:
@@ -100,7 +113,7 @@ class SyntheticKernel:
         self.missing = missing or set()
 
     def answer(self, request: bytes) -> List[bytes]:
-        family, protocol, states = parse_request(request)
+        family, protocol, states, memory = parse_request(request)
         present = {(f, p) for (f, p, _), _ in self.sockets}
         if (family, protocol) in self.missing or family not in {f for f, _ in present}:
             # no handler for the family: NLMSG_ERROR; for an inet protocol the dump "succeeds" with -ENOENT in DONE
@@ -109,8 +122,9 @@ class SyntheticKernel:
             return [dm.error(0, -errno.ENOENT)]
         if (family, protocol) not in present:
             return [dm.done(0, -errno.ENOENT)]
-        replies = [dm.nlmsg(payload, 0) for (f, p, state), payload in self.sockets
-                   if f == family and p == protocol and states & (1 << state)]
+        replies = [dm.nlmsg(payload + (dm.attr(INET_DIAG_SKMEMINFO, dm.meminfo(MEMINFO.get((f, p, state), (0,) * 9)))
+                                       if memory else b""), 0)
+                   for (f, p, state), payload in self.sockets if f == family and p == protocol and states & (1 << state)]
         half = len(replies) // 2  # two receive buffers, as a real dump comes in several
         return [buf for buf in (b"".join(replies[:half]), b"".join(replies[half:]) + dm.done(0)) if buf]
 

@@ -1,8 +1,14 @@
-"""Per-listener accept queues on the real kernel, against ss -l; the series cap and its "other" fold."""
+"""Per-listener accept queues, drops and half-open connections on the real kernel, against ss -l, ss state
+syn-recv and nstat; the fullest socket of an SO_REUSEPORT group; the series cap and its "other" fold."""
 
+import re
 import socket
+import subprocess
+import time
 
-from helpers import scrape, settle
+import pytest
+
+from helpers import Peer, connect_nonblocking, scrape, settle, wait_until
 
 
 def listener(ns, family, host, backlog, pending, reuseport=False, device=None):
@@ -114,3 +120,145 @@ def test_listener_cap_keeps_the_fullest_and_folds_the_rest(netns):
     assert exposition.value("sockdiag_listeners_folded", family="inet", protocol="tcp") == 3
     assert exposition.value("sockdiag_listener_sockets", address="other") == 3
     assert not exposition.select("sockdiag_listeners_folded", family="inet6", protocol="tcp")  # nothing folded
+
+
+# --- drops, the fullest socket of an SO_REUSEPORT group, half-open connections ----------------------------------
+
+def ss_listening_sockets(ns, *args):
+    """(address, Recv-Q, Send-Q, drops) of every listening socket: ss -l -n -m, drops from skmem's d
+    (SK_MEMINFO_DROPS)."""
+    out = subprocess.run(["ss", "-N", ns.name, "-H", "-l", "-n", "-m", *args], check=True, capture_output=True,
+                         text=True).stdout
+    rows = []
+    for line in out.splitlines():
+        if "skmem:(" in line:
+            rows[-1] = rows[-1][:3] + (int(re.search(r"[(,]d(\d+)", line).group(1)),)
+        else:
+            _, rq, wq, address = line.split()[:4]
+            rows.append((address, int(rq), int(wq), None))
+    return rows
+
+
+def nstat(ns, *names):
+    """Absolute values of kernel counters in the namespace (nstat -a: since the namespace was made)."""
+    return {line.split()[0]: int(line.split()[1]) for line in ns.sh("nstat -az " + " ".join(names)).splitlines()[1:]}
+
+
+def quiescent(ns, oracle, ours, timeout=30.0):
+    """(oracle's answer, ours) from a window in which the oracle gave the same answer before and after ours: SYNs
+    and SYN-ACKs that a full listener drops are sent again after 1, 2, 4 ... s, so such windows come."""
+    deadline = time.monotonic() + timeout
+    while True:
+        before = oracle()
+        mine = ours()
+        if oracle() == before:
+            return before, mine
+        assert time.monotonic() < deadline, "the namespace never held still"
+
+
+def test_a_stuck_socket_of_a_reuseport_group_is_not_averaged_away(netns):
+    """Two SO_REUSEPORT listeners on one address, as nginx workers have: one accepts everything, the other never
+    does (a stopped worker). The address's summed fill looks harmless; its fullest socket is over the limit and
+    its drops count the SYNs the stuck socket dropped."""
+    def work():
+        busy = socket.socket()
+        stuck = socket.socket()
+        for s, backlog in ((busy, 64), (stuck, 4)):
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            s.bind(("127.0.0.1", 8080))
+            s.listen(backlog)
+        netns.keep.extend([busy, stuck])
+        return busy
+
+    busy = netns.run(work)
+    connect_nonblocking(netns, socket.AF_INET, ("127.0.0.1", 8080), 40)
+    assert wait_until(lambda: any(s[1] == 5 for s in ss_listening_sockets(netns, "-t")))  # the stuck one is full
+    busy.setblocking(False)
+    try:
+        while True:
+            netns.keep.append(busy.accept()[0])
+    except BlockingIOError:
+        pass
+
+    def oracle():
+        return sorted(ss_listening_sockets(netns, "-t")), nstat(netns, "TcpExtListenDrops")["TcpExtListenDrops"]
+
+    (sockets, listen_drops), exposition = quiescent(netns, oracle, lambda: scrape(netns, "tcp"))
+    labels = dict(address="127.0.0.1:8080", protocol="tcp")
+    assert [(rq, wq) for _, rq, wq, _ in sockets] == [(0, 64), (5, 4)]
+    assert exposition.value("sockdiag_listener_accept_queue_length", **labels) == 5
+    assert exposition.value("sockdiag_listener_accept_queue_limit", **labels) == 68  # 7% full: looks fine
+    assert exposition.value("sockdiag_listener_accept_queue_max_fill_ratio", **labels) == 5 / 4
+    assert exposition.value("sockdiag_listener_sockets", **labels) == 2
+    drops = sum(d for _, _, _, d in sockets)
+    assert drops > 0 and drops == listen_drops
+    assert exposition.value("sockdiag_listener_drops_total", **labels) == drops
+
+
+@pytest.mark.parametrize("family,host", [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")],
+                         ids=["inet", "inet6"])
+def test_listener_drops_match_ss_and_nstat(netns, family, host):
+    """A listener with backlog 1 and more connects than it takes: its drops are ss's d and the kernel's
+    ListenDrops; the other listener's are 0: a series in the full profile, none in the default one."""
+    address = netns.run(listener, netns, family, host, 1, 0)
+    netns.run(listener, netns, family, host, 16, 2)
+    connect_nonblocking(netns, family, (host, address[1]), 12)
+
+    def oracle():
+        return ss_listening_sockets(netns, "-t"), nstat(netns, "TcpExtListenDrops")["TcpExtListenDrops"]
+
+    def both_profiles():
+        return scrape(netns, "tcp"), scrape(netns, "tcp", config={"profile": "full"})
+
+    (sockets, listen_drops), (default, full) = quiescent(netns, oracle, both_profiles)
+    theirs = {a: d for a, _, _, d in sockets}
+    assert len(theirs) == 2 and sorted(theirs.values())[0] == 0
+    assert max(theirs.values()) > 0 and sum(theirs.values()) == listen_drops
+    ours = {dict(k)["address"]: v for k, v in full.select("sockdiag_listener_drops_total").items()}
+    assert ours == theirs
+    ours = {dict(k)["address"]: v for k, v in default.select("sockdiag_listener_drops_total").items()}
+    assert ours == {a: d for a, d in theirs.items() if d}
+
+
+def test_half_open_connections_per_listening_address_match_ss(netns):
+    """Real SYNs from a peer that never completes the handshake: request sockets on a wildcard listener (their
+    address is the one the SYN was sent to), on a listener bound to one address, on an IPv6 listener that takes
+    IPv4 too (v4-mapped), counted per listening address as ss -ta shows them (SYN-RECV) per port."""
+    def work():
+        made = {}
+        for name, family, address in (("any", socket.AF_INET, ("0.0.0.0", 0)), ("one", socket.AF_INET, ("10.9.0.1", 0)),
+                                      ("dual", socket.AF_INET6, ("::", 0)), ("idle", socket.AF_INET, ("0.0.0.0", 0))):
+            s = socket.socket(family)
+            s.bind(address)
+            s.listen(64)
+            netns.keep.append(s)
+            made[name] = s.getsockname()[1]
+        return made
+
+    peer = Peer(netns)
+    try:
+        ports = netns.run(work)
+        peer.connect(socket.AF_INET, ("10.9.0.1", ports["any"]), 3)
+        peer.connect(socket.AF_INET, ("10.9.0.1", ports["one"]), 2)
+        peer.connect(socket.AF_INET, ("10.9.0.1", ports["dual"]), 4)
+        peer.connect(socket.AF_INET6, ("fd00::1", ports["dual"]), 5)
+        def oracle():
+            by_port = {}
+            for _, state, _, _, rest in netns.ss("-t", "-a"):
+                if state == "SYN-RECV":
+                    port = int(rest[0].rpartition(":")[2])
+                    by_port[port] = by_port.get(port, 0) + 1
+            return by_port
+
+        assert wait_until(lambda: sum(oracle().values()) == 14)
+
+        theirs, exposition = quiescent(netns, oracle, lambda: scrape(netns, "tcp"))
+    finally:
+        peer.delete()
+    ours = {dict(k)["address"]: v for k, v in exposition.select("sockdiag_listener_half_open_connections").items()}
+    assert ours == {f"0.0.0.0:{ports['any']}": 3, f"10.9.0.1:{ports['one']}": 2, f"[::]:{ports['dual']}": 9}
+    assert theirs == {ports["any"]: 3, ports["one"]: 2, ports["dual"]: 9}
+    assert exposition.value("sockdiag_sockets", family="inet", protocol="tcp", state="syn_recv") == 5
+    assert exposition.value("sockdiag_sockets", family="inet6", protocol="tcp", state="syn_recv") == 9
+    # a listener without any has no half-open series (absence is 0)
+    assert not exposition.select("sockdiag_listener_half_open_connections", address=f"0.0.0.0:{ports['idle']}")

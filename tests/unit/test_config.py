@@ -92,6 +92,11 @@ BAD_CONFIGS = [
     ("web:\n  telemetry_path: /a\n  telemetry_path: /b\n", "line 3: key 'telemetry_path' appears twice"),
     ("web: !!python/object:os.system {}\n", "invalid YAML"),
     ("cgroups: {mount: ' '}\n", "cgroups.mount: ' ': expected a path, or empty for none"),
+    ("udp_receivers: {max_series: -1}\n", "udp_receivers.max_series: -1: expected a value from 0 to 100000"),
+    ("listeners: {max_series: -5}\n", "listeners.max_series: -5: expected a value from 0 to 100000"),
+    ("ephemeral_ports: {destinations: 5000}\n", "ephemeral_ports.destinations: 5000: expected a value from 0 to 1000"),
+    ("ephemeral_ports: {interval_seconds: -1}\n", "ephemeral_ports.interval_seconds: -1.0: expected a value from 0"),
+    ("ephemeral_ports: {top: 3}\n", "ephemeral_ports.top: unknown key (known: destinations, interval_seconds)"),
 ]
 
 
@@ -140,8 +145,40 @@ def test_version_and_help():
     assert run("--version").stdout.startswith("sockdiag-exporter 0.")
     help_text = run("--help").stdout
     for flag in ("--web.listen-address", "--web.telemetry-path", "--config.file", "--config.check", "--log.level",
-                 "--log.format", "--collector.tcp", "--collector.disable-defaults", "--version"):
+                 "--log.format", "--collector.disable-defaults", "--version", "summary", "--json", "--namespaces",
+                 "--netns"):
         assert flag in help_text
+    for name in REGISTRY:
+        assert f"--collector.{name}, --no-collector.{name}" in help_text
+    assert "a port in use is only found when the exporter starts, which then exits 1" in " ".join(help_text.split())
+
+
+@pytest.mark.parametrize("address", [":9965", "localhost:9965", "127.0.0.1:1", "[::1]:9965", "[::]:80"])
+def test_config_check_accepts_addresses_that_resolve(address):
+    result = run(f"--web.listen-address={address}", "--config.check")
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("address", ["999.1.1.1:9000", "no-such-host.invalid:9965"])
+def test_config_check_refuses_an_address_that_does_not_resolve(address):
+    """It parses, and binding it would fail at start (exit 1): --config.check says so first (exit 2)."""
+    result = run(f"--web.listen-address={address}", "--config.check")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"sockdiag-exporter: error: web.listen_address: '{address}' does not resolve: Name or service not known"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--json"], "--json, --namespaces and --netns go with the summary command"),
+    (["summary", "--netns", "x"], "--namespaces and --netns need namespaces.named or namespaces.processes in the "
+                                  "configuration"),
+    (["summary", "--namespaces"], "--namespaces and --netns need namespaces.named or namespaces.processes in the "
+                                  "configuration"),
+    (["sumary"], "argument summary: invalid choice: 'sumary' (choose from 'summary')"),
+])
+def test_summary_usage_errors_are_one_line_and_exit_2(args, message):
+    result = run(*args)
+    assert result.returncode == 2 and result.stderr.splitlines() == [f"sockdiag-exporter: error: {message}"]
 
 
 def test_from_dict_builds_typed_objects():

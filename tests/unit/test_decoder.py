@@ -97,6 +97,29 @@ def test_malformed_messages_give_a_clear_error(data, needle):
         decode(data)
 
 
+def test_unknown_timer_is_malformed_not_an_index_error():
+    """The struct path keeps slots for idiag_timer 0-4 (what tcp, mptcp, dccp, udp and raw send)."""
+    body = struct.pack("=BBBB", c.AF_INET, 1, 9, 0) + bytes(68)
+    with pytest.raises(DiagMalformed, match="idiag_timer out of range"):
+        decode(nlmsg(body) + done())
+
+
+def test_half_open_sockets_are_found_in_every_buffer_that_has_them():
+    """The struct path reads local endpoints in a second walk of the buffers whose count of the state grew:
+    a buffer without any is not walked again, one with a reply flagged DUMP_INTR is."""
+    detail = Detail(local_state=c.TCP_SYN_RECV)
+    d = counting_decoder(requests.INET_LAYOUT, SEQ, "test dump", detail)
+    buffers = [inet_msg(1, sport=80) * 3, inet_msg(3, sport=80) + inet_msg(1, sport=443) + inet_msg(3, sport=443),
+               inet_msg(3, sport=80, flags=c.NLM_F_MULTI | c.NLM_F_DUMP_INTR) + done()]
+    for data in buffers:
+        buf = bytearray(len(data) + 64)
+        buf[: len(data)] = data
+        mv = memoryview(buf)
+        d.feed(mv, mv.cast("I"), len(data))
+    assert {local.port: row[0] for local, row in d.tally.by_local()} == {80: 2, 443: 1}
+    assert d.tally.rows == {1: [4, 0, 0], 3: [3, 0, 0]}
+
+
 def test_attribute_overrun_is_malformed():
     body = struct.pack("=BBBBIII", c.AF_UNIX, 1, 1, 0, 1, 0, 0) + struct.pack("=HH", 200, c.UNIX_DIAG_RQLEN)
     with pytest.raises(DiagMalformed, match="overruns"):

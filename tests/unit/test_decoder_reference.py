@@ -5,7 +5,8 @@ the same order, so that they form runs) with random keys and values, segments of
 another (breaking runs, like TIME_WAIT sockets among full ones), messages of other requests and NOOPs in between,
 split into receive buffers at message boundaries, each at the start of a larger buffer. Every layout, with and
 without histograms, port groups and cgroup ids, and with the run path off and on at several lengths, must give
-exactly the reference's counts, sums, histograms, groups, cgroups and records.
+exactly the reference's counts, sums, histograms, groups, cgroups, TIME_WAIT minisockets, remote endpoints of
+ephemeral ports, local endpoints of a state, and records.
 """
 
 import os
@@ -21,7 +22,7 @@ import reference
 
 from sockdiag_exporter.diag import requests
 from sockdiag_exporter.diag.decoder import RecordDecoder, counting_decoder
-from sockdiag_exporter.diag.tally import NO_DETAIL, Detail, port_tables
+from sockdiag_exporter.diag.tally import NO_DETAIL, Detail, port_table, port_tables
 
 EXAMPLES = int(os.environ.get("SOCKDIAG_REFERENCE_EXAMPLES", "2000"))
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=False,
@@ -32,6 +33,10 @@ GROUPS = ((frozenset({80, 443}), frozenset()), (frozenset(), frozenset({5432})),
           (frozenset({8080, 1}), frozenset({8080, 65535})))
 PORTS = (80, 443, 5432, 8080, 1, 65535, 22, 40000)
 CGROUP_IDS = (0, 1, 4242, 2 ** 40 + 7)
+ADDRESSES = {socket.AF_INET: ("127.0.0.1", "10.1.2.3", "0.0.0.0", "192.0.2.255"),
+             socket.AF_INET6: ("::1", "2001:db8::5", "2001:db8::6", "::ffff:10.1.2.3", "::")}
+EPHEMERAL = frozenset({40000, 65535, 1})  # local ports counted per remote endpoint
+LOCAL_PORTS = frozenset({80, 40000})
 
 
 def queue_value(rng: random.Random) -> int:
@@ -54,10 +59,10 @@ def meminfo(rng: random.Random, length: int) -> bytes:
 
 def inet_msg(rng, shape, key):
     family = shape["family"]
-    local, remote = ("::1", "2001:db8::5") if family == socket.AF_INET6 else ("127.0.0.1", "10.1.2.3")
+    local, remote = rng.choice(ADDRESSES[family][:3]), rng.choice(ADDRESSES[family])
     body = dm.inet_diag_msg(family, key[0], queue_value(rng), queue_value(rng), rng.choice(PORTS), rng.choice(PORTS),
                             local, remote, ifindex=rng.choice((0, 0, 1)), inode=rng.randrange(1 << 20),
-                            cookie=rng.randrange(1 << 60))
+                            cookie=rng.randrange(1 << 60), timer=rng.choice((0, 0, 1, 2, 3, 3, 4)))
     attrs = {
         "shutdown": lambda: dm.attr(dm.INET_DIAG_SHUTDOWN, bytes([rng.randrange(4)])),
         "tos": lambda: dm.attr(dm.INET_DIAG_TOS, bytes([rng.randrange(256)])),
@@ -200,7 +205,7 @@ def feed_all(decoder, buffers, padding) -> None:
 
 def ours(tally, groups: int):
     """The production tally in the reference's terms: keys as tuples of their named parts, equal keys summed."""
-    rows, hist, grouped, cgroups = {}, {}, {}, {}
+    rows, hist, grouped, cgroups, locals_ = {}, {}, {}, {}, {}
 
     def add(table, key, row):
         total = table.setdefault(key, [0] * len(row))
@@ -219,18 +224,31 @@ def ours(tally, groups: int):
             add(grouped, (bit, tuple(key)), row)
     for cgroup, key, row in tally.by_cgroup():
         add(cgroups, (cgroup, tuple(key)), row)
-    return rows, hist, grouped, cgroups
+    for local, row in tally.by_local():
+        add(locals_, tuple(local), row)
+    minisockets = {tuple(key): count for key, count in tally.minisockets()}
+    remotes = {tuple(remote): count for remote, count in tally.by_remote()}
+    assert sum(remotes.values()) == sum(tally.remotes.values()) and tally.busiest_remote() == max(remotes.values(),
+                                                                                                   default=0)
+    assert tally.remote_destinations() == len({(address, port) for _, address, port in remotes})
+    return rows, hist, grouped, cgroups, minisockets, remotes, locals_
 
 
-def check(family, layout, buffers, padding, min_run, detail=NO_DETAIL, memory=False, groups=(), cgroups=False):
-    expected = reference.decode(reference.Request(family, memory, detail.bounds, groups, cgroups), buffers, SEQ)
+def check(family, layout, buffers, padding, min_run, detail=NO_DETAIL, memory=False, groups=(), cgroups=False,
+          ephemeral=None, local_ports=None, timewait=True):
+    request = reference.Request(family, memory, detail.bounds, groups, cgroups, timewait, ephemeral,
+                                detail.local_state, local_ports)
+    expected = reference.decode(request, buffers, SEQ)
     decoder = counting_decoder(layout, SEQ, "test", detail, min_run)
     feed_all(decoder, buffers, padding)
-    rows, hist, grouped, by_cgroup = ours(decoder.tally, len(groups))
+    rows, hist, grouped, by_cgroup, minisockets, remotes, locals_ = ours(decoder.tally, len(groups))
     assert rows == expected.rows
     assert hist == expected.hist
     assert grouped == {k: v for k, v in expected.groups.items()}
     assert by_cgroup == expected.cgroups
+    assert minisockets == expected.minisockets
+    assert remotes == expected.remotes
+    assert locals_ == expected.locals
     assert decoder.interrupted == expected.interrupted
 
 
@@ -262,6 +280,46 @@ def test_inet_cgroups(dump, min_run):
 def test_inet_memory(dump, min_run, with_detail):
     detail, groups = (INET_DETAIL, GROUPS) if with_detail else (NO_DETAIL, ())
     check("inet", requests.INET_MEMORY_LAYOUT, *dump, min_run, detail, memory=True, groups=groups)
+
+
+ENDPOINTS = st.tuples(st.sampled_from((None, EPHEMERAL)), st.sampled_from((-1, 3, 5, 7)),
+                      st.sampled_from((None, LOCAL_PORTS)))
+
+
+def endpoint_detail(detail, endpoints):
+    """detail with the endpoint tallies drawn: (ephemeral ports, local state, local ports); their sets for check."""
+    ephemeral, state, local_ports = endpoints
+    detail = detail._replace(ephemeral=None if ephemeral is None else port_table(ephemeral), local_state=state,
+                             local_ports=None if local_ports is None else port_table(local_ports))
+    return detail, dict(ephemeral=ephemeral, local_ports=local_ports)
+
+
+@SETTINGS
+@given(dumps("inet"), MIN_RUNS, ENDPOINTS, st.booleans())
+def test_inet_endpoints(dump, min_run, endpoints, with_detail):
+    """The struct path (and its runs) with remote and local endpoint tallies, alone or with histograms and port
+    groups (then the remote port is read apart from the remote endpoint key)."""
+    detail, groups = (INET_DETAIL, GROUPS) if with_detail else (NO_DETAIL, ())
+    detail, sets = endpoint_detail(detail, endpoints)
+    check("inet", requests.INET_LAYOUT, *dump, min_run, detail, groups=groups, **sets)
+
+
+@SETTINGS
+@given(dumps("inet", require=("meminfo",)), MIN_RUNS, ENDPOINTS, st.booleans())
+def test_inet_memory_endpoints(dump, min_run, endpoints, with_cgroups):
+    """The attribute path (and its runs; none with cgroup ids) with the endpoint tallies: UDP receivers' way."""
+    detail = INET_DETAIL._replace(cgroup_attr=dm.INET_DIAG_CGROUP_ID if with_cgroups else 0)
+    detail, sets = endpoint_detail(detail, endpoints)
+    check("inet", requests.INET_MEMORY_LAYOUT, *dump, min_run, detail, memory=True, groups=GROUPS,
+          cgroups=with_cgroups, **sets)
+
+
+@SETTINGS
+@given(dumps("inet"), MIN_RUNS, ENDPOINTS)
+def test_sctp_has_no_minisockets(dump, min_run, endpoints):
+    """sctp_diag's idiag_timer names SCTP timers: its layouts read none (and take the attribute path)."""
+    detail, sets = endpoint_detail(NO_DETAIL, endpoints)
+    check("inet", requests.SCTP_LAYOUT, *dump, min_run, detail, timewait=False, **sets)
 
 
 @SETTINGS

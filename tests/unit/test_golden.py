@@ -34,6 +34,8 @@ KERNEL_CONFIGS = {
         "listeners": {"max_series": 2},
         "port_groups": {"web": {"local": [8080]}, "dns": {"local": [5353], "remote": [5353]},
                         "queued": {"local": ["9000-9010"]}},
+        "udp_receivers": {"max_series": 1},
+        "ephemeral_ports": {"destinations": 3, "interval_seconds": 0},
     },
 }
 LACKING = ("sctp", "dccp", "raw", "vsock", "xdp", "tipc", "smc")

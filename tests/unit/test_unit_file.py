@@ -40,8 +40,11 @@ def test_units_verify_cleanly(tmp_path):
         (tmp_path / stub).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / stub).write_text("#!/bin/sh\n")
         (tmp_path / stub).chmod(0o755)
+    (tmp_path / "man/man1").mkdir(parents=True)  # verify opens each man: Documentation= page; the shipped one
+    shutil.copy(os.path.join(ROOT, "packaging", "sockdiag-exporter.1"), tmp_path / "man/man1")
     result = subprocess.run(["systemd-analyze", "verify", f"--root={tmp_path}", "sockdiag-exporter.service",
-                             "sockdiag-exporter.socket"], capture_output=True, text=True)
+                             "sockdiag-exporter.socket"], capture_output=True, text=True,
+                            env=dict(os.environ, MANPATH=str(tmp_path / "man")))
     assert result.returncode == 0 and result.stdout + result.stderr == "", result.stdout + result.stderr
 
 

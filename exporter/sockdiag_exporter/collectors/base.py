@@ -27,8 +27,9 @@ class Samples:
 
 
 class Context:
-    """What collectors read from in one network namespace: its diag sockets, its /proc/net, the options, and the
-    background objects collectors keep there (a destroy-event subscriber), closed with it.
+    """What collectors read from in one network namespace: its diag sockets, its /proc/net, the options, the
+    background objects collectors keep there (a destroy-event subscriber), closed with it, and what they keep there
+    from one collection to the next (kept: name -> value, e.g. the last ephemeral-port analysis).
 
     Dumps may run at once (parallel collection, and a collector's own parallel dumps): each takes a diag socket of
     its own from a small pool that grows to the most dumps run at once in this namespace. Sockets open in the
@@ -52,6 +53,11 @@ class Context:
         self._idle: List[DiagSocket] = []
         self._all: List[DiagSocket] = []
         self._background: Dict[str, object] = {}  # name -> an object with close()
+        self.kept: Dict[str, object] = {}  # one collector's own key each: collectors may run at once
+
+    def now(self) -> float:
+        """Monotonic seconds, from the context's clock."""
+        return self._clock()
 
     def dump(self, request: bytes, layout: Layout, what: str, detail: Detail = NO_DETAIL) -> Tally:
         """The tally of one dump; raises DiagUnsupported, from memory while the last refusal is recent."""

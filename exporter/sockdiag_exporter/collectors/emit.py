@@ -86,14 +86,16 @@ def emit_histograms(out: Samples, labels: tuple, hists: Iterable[list], bounds: 
 
 def emit_tally(out: Samples, tally: Tally, split: Split, options: Options, listen_state: Optional[str] = None,
                always: Iterable[Tuple[tuple, Optional[dict]]] = (), extra: Optional[Dict[tuple, dict]] = None,
-               queues: bool = True, core: bool = False) -> None:
+               queues: bool = True, core: bool = False, width: Optional[int] = None) -> None:
     """The body every socket-family collector shares: group a tally's entries by labels (split), and per labels
     emit every state's row (plus extra[labels][state name] rows from elsewhere, e.g. listener records) and the
     queue histograms of its data sockets (not listeners).
 
     always: (labels, state table) to emit even when the dump had no such socket (zero rows, see fill_for).
-    core: a family whose states alerts and dashboards read one by one: its zero rows are kept (fill_for)."""
-    width = 1 + tally.layout.nvalues
+    core: a family whose states alerts and dashboards read one by one: its zero rows are kept (fill_for).
+    width: at most this many row values, when the dump carries SK_MEMINFO values the collector does not export
+    (UDP receivers need them); every value of the layout otherwise."""
+    width = min(width or 1 + tally.layout.nvalues, 1 + tally.layout.nvalues)
     groups: Dict[tuple, Tuple[Optional[dict], List]] = {labels: (table, []) for labels, table in always}
     for entry in tally.entries():
         labels, table, state = split(entry.key)

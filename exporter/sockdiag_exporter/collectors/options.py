@@ -44,6 +44,9 @@ class Options(NamedTuple):
     memory_fields: Tuple[int, ...] = tuple(range(c.SK_MEMINFO_VARS))  # SK_MEMINFO values exported, by index
     full: bool = True  # the full profile: every known state of every family with zeros, every fact repeated
     flows: FlowOptions = FlowOptions()
+    max_receivers: int = 50  # UDP receivers reported one by one, per collector
+    destinations: int = 0  # busiest ephemeral-port destinations reported one by one, per family (0: none)
+    ports_interval: float = 60.0  # seconds between ephemeral-port analyses (0: every collection)
     health: HealthOptions = HealthOptions()
 
     @classmethod
@@ -60,7 +63,9 @@ class Options(NamedTuple):
         return cls(detail, groups, frozenset(config.memory.collectors), config.listeners.max_series, cgroups,
                    config.cgroups.max_series, frozenset(config.histograms.collectors),
                    tuple(sorted(MEMINFO_NAMES.index(f) for f in config.memory.fields)), config.profile == "full",
-                   flows, health_options(config, groups))
+                   flows, config.udp_receivers.max_series, config.ephemeral_ports.destinations,
+                   config.ephemeral_ports.interval_seconds,
+                   health=health_options(config, groups))
 
     def detail_for(self, collector: str) -> Detail:
         """What this collector's dumps tally: no histogram buckets unless it is in histograms.collectors (the

@@ -33,7 +33,7 @@ class UnixCollector(Collector):
                             "unix listener dump", requests.unix_listener)
         listeners = [Listener(*_labels(rec.type), rec.name, rec.length, rec.limit) for rec in found]
         emit_listeners(out, listeners, ctx.options.max_listeners,
-                       [_labels(t) for t in LISTENING_TYPES] if ctx.options.full else ())
+                       [_labels(t) for t in LISTENING_TYPES] if ctx.options.full else (), zeros=ctx.options.full)
 
 
 COLLECTORS = (UnixCollector(),)

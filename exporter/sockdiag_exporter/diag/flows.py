@@ -36,8 +36,8 @@ from typing import Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tup
 from . import constants as c
 from . import tcpinfo
 from .attrs import walk_attrs
-from .decoder import _offsets_struct
 from .errors import DiagMalformed
+from .layout import offsets_struct
 from .tally import _count
 
 COMPLETED, RESET, TIMEOUT, REFUSED, UNANSWERED = range(5)
@@ -54,7 +54,7 @@ _PROTOCOL_AT = c.INET_DIAG_MSG_SIZE  # payload offset of INET_DIAG_PROTOCOL, the
 _INFO_AT = _PROTOCOL_AT + 8 + c.NLA_HDRLEN  # payload offset of tcp_info when INET_DIAG_INFO comes second
 # The shape every TCP event of this kernel has: header words of both attributes, and the fields to read.
 _TCP_PROTOCOL = 5 | c.INET_DIAG_PROTOCOL << 16  # nla_len 5 (u8), nla_type
-_EVENT = _offsets_struct([(0, "B"), (4, "H"), (6, "H"), (56, "I"), (_PROTOCOL_AT, "I"), (_PROTOCOL_AT + 4, "B"),
+_EVENT = offsets_struct([(0, "B"), (4, "H"), (6, "H"), (56, "I"), (_PROTOCOL_AT, "I"), (_PROTOCOL_AT + 4, "B"),
                           (_PROTOCOL_AT + 8, "I")] + list(tcpinfo.fields(_INFO_FIELDS, _INFO_AT)), head=True)
 _FAST_INFO = tcpinfo.OFFSETS["snd_wnd"][0] + 4  # a tcp_info at least this long is read in place
 _FAST_MIN = c.NLMSG_HDRLEN + _INFO_AT + _FAST_INFO
@@ -183,9 +183,9 @@ class FlowDecoder:
             if size < _FAST_MIN:
                 self._other(buf, off, off + size)
                 continue
-            (length, typeflags, _, family, lport, rport, rq, proto_attr, protocol, info_attr, retransmits, pmtu, rtt_us,
+            (length, tag, family, lport, rport, rq, proto_attr, protocol, info_attr, retransmits, pmtu, rtt_us,
              retrans, acked, received, segs_out, segs_in, min_rtt, bytes_retrans, snd_wnd) = unpack(buf, off)
-            if (typeflags != _PLAIN or length != size or proto_attr != _TCP_PROTOCOL or protocol != c.IPPROTO_TCP
+            if (tag & 0xFFFFFFFF != _PLAIN or length != size or proto_attr != _TCP_PROTOCOL or protocol != c.IPPROTO_TCP
                     or info_attr >> 16 != c.INET_DIAG_INFO or (info_attr & 0xFFFF) - c.NLA_HDRLEN < _FAST_INFO
                     or _INFO_END + (info_attr & 0xFFFF) > length or (family != c.AF_INET and family != c.AF_INET6)):
                 self._other(buf, off, off + size)

@@ -1,9 +1,10 @@
 """/proc/net files of the calling thread's network namespace: the fallback tables for protocols whose sock_diag
-handler is missing (parsed the way ss parses them) and the monotonic protocol counters (snmp, snmp6, netstat)."""
+handler is missing (parsed the way ss parses them) and the monotonic protocol counters (snmp, snmp6, netstat); and
+its network sysctls (/proc/sys/net: the ephemeral port range, the TIME_WAIT bucket limit)."""
 
 import os
 from bisect import bisect_left
-from typing import Dict
+from typing import Dict, FrozenSet, NamedTuple
 
 from .errors import DiagMalformed, from_errno
 from .requests import INET_LAYOUT
@@ -18,12 +19,19 @@ class ProcNet:
         self.root = "/proc/thread-self/net" if os.path.isdir("/proc/thread-self/net") else "/proc/net"
 
     def read(self, name: str) -> str:
-        path = f"{self.root}/{name}"
-        try:
-            with open(path, encoding="ascii", errors="replace") as f:
-                return f.read()
-        except OSError as e:
-            raise from_errno(e.errno, f"reading {path}") from None
+        return _read(f"{self.root}/{name}")
+
+    def sysctl(self, name: str) -> str:
+        """/proc/sys/net/<name>: the kernel shows the network namespace of the thread that opens it."""
+        return _read(f"/proc/sys/net/{name}")
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="ascii", errors="replace") as f:
+            return f.read()
+    except OSError as e:
+        raise from_errno(e.errno, f"reading {path}") from None
 
 
 def parse_inet_table(text: str, what: str, bounds=()) -> Tally:
@@ -86,3 +94,42 @@ def read_counters(proc: ProcNet, name: str) -> Dict[str, int]:
     """Counters of /proc/net/<name> (snmp, snmp6 or netstat); snmp6 is absent where IPv6 is disabled."""
     text = proc.read(name)
     return parse_snmp6(text, name) if name == "snmp6" else parse_pairs_table(text, name)
+
+
+class PortRange(NamedTuple):
+    """net.ipv4.ip_local_port_range less net.ipv4.ip_local_reserved_ports: the ports connect() picks from."""
+
+    low: int
+    high: int
+    reserved: FrozenSet[int]  # reserved ports inside the range
+
+    @property
+    def size(self) -> int:
+        return self.high - self.low + 1 - len(self.reserved)
+
+
+def read_port_range(proc: ProcNet) -> PortRange:
+    """The namespace's ephemeral port range (both sysctls apply to IPv4 and IPv6)."""
+    text = proc.sysctl("ipv4/ip_local_port_range")
+    try:
+        low, high = (int(v) for v in text.split())
+    except ValueError:
+        raise DiagMalformed(f"ip_local_port_range: {text.strip()[:40]!r} is not two ports") from None
+    if not 0 < low <= high <= 65535:
+        raise DiagMalformed(f"ip_local_port_range: {low} {high} is not a range of ports")
+    reserved = set()
+    for item in proc.sysctl("ipv4/ip_local_reserved_ports").strip().split(","):
+        first, _, last = item.partition("-")
+        try:
+            reserved.update(range(int(first), int(last or first) + 1) if item else ())
+        except ValueError:
+            raise DiagMalformed(f"ip_local_reserved_ports: {item[:40]!r} is not a port or a range") from None
+    return PortRange(low, high, frozenset(p for p in reserved if low <= p <= high))
+
+
+def read_sysctl_int(proc: ProcNet, name: str) -> int:
+    text = proc.sysctl(name)
+    try:
+        return int(text)
+    except ValueError:
+        raise DiagMalformed(f"{name}: {text.strip()[:40]!r} is not a number") from None

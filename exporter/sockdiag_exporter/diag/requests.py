@@ -35,10 +35,15 @@ def _queues_from_meminfo(attr_type: int):
 
 STATE = (("state", 0, 8),)  # a key that is the state byte itself
 
-# inet_diag_msg: key = idiag_state (byte 1); values: idiag_rqueue (56), idiag_wqueue (60); ports at 4 and 6
-INET_LAYOUT = Layout(c.INET_DIAG_MSG_SIZE, STATE, key=(1, 1), fields=(56, 60), ports=(4, 6))
-INET_MEMORY_LAYOUT = Layout(c.INET_DIAG_MSG_SIZE, STATE, key=(1, 1), fields=(56, 60), ports=(4, 6),
-                            attrs=_meminfo(c.INET_DIAG_SKMEMINFO))
+# inet_diag_msg: key = idiag_state (byte 1); values: idiag_rqueue (56), idiag_wqueue (60); ports at 4 and 6, local
+# and remote address at 8 and 24, bound device at 40, idiag_timer at 2
+_INET = dict(key=(1, 1), fields=(56, 60), ports=(4, 6), addresses=8, ifindex=40, timer=2)
+INET_LAYOUT = Layout(c.INET_DIAG_MSG_SIZE, STATE, **_INET)
+INET_MEMORY_LAYOUT = Layout(c.INET_DIAG_MSG_SIZE, STATE, attrs=_meminfo(c.INET_DIAG_SKMEMINFO), **_INET)
+# sctp_diag's idiag_timer names an SCTP timer (3 is T2_SHUTDOWN, not TIME_WAIT): no timer in its layouts
+_SCTP = dict(_INET, timer=None)
+SCTP_LAYOUT = Layout(c.INET_DIAG_MSG_SIZE, STATE, **_SCTP)
+SCTP_MEMORY_LAYOUT = Layout(c.INET_DIAG_MSG_SIZE, STATE, attrs=_meminfo(c.INET_DIAG_SKMEMINFO), **_SCTP)
 # unix_diag_msg: key = first word (udiag_family | udiag_type << 8 | udiag_state << 16); values: UNIX_DIAG_RQLEN
 _UNIX_KEY = (("type", 8, 8), ("state", 16, 8))
 _UNIX_QUEUES = ((c.UNIX_DIAG_RQLEN, 0), (c.UNIX_DIAG_RQLEN, 4))
@@ -128,13 +133,17 @@ class InetListener(NamedTuple):
     cgroup: int  # cgroup v2 id when asked for, else 0
 
 
+def endpoint_text(family: int, address: bytes, port: int) -> str:
+    """An inet address (16 bytes, IPv4 in the first 4) and port as ss writes them: 127.0.0.1:80, [::1]:443."""
+    if family == c.AF_INET6:
+        return f"[{socket.inet_ntop(socket.AF_INET6, address)}]:{port}"
+    return f"{socket.inet_ntop(socket.AF_INET, address[:4])}:{port}"
+
+
 def inet_listener(buf, payload: int, end: int) -> InetListener:
     family, port, src, ifindex, rq, wq = _INET_LISTENER.unpack_from(buf, payload)
     port = socket.ntohs(port)
-    if family == c.AF_INET6:
-        address = f"[{socket.inet_ntop(socket.AF_INET6, src)}]:{port}"
-    else:
-        address = f"{socket.inet_ntop(socket.AF_INET, src[:4])}:{port}"
+    address = endpoint_text(family, src, port)
     found = walk_attrs(buf, payload + c.INET_DIAG_MSG_SIZE, end)
     memory = _meminfo_values(buf, found, c.INET_DIAG_SKMEMINFO)
     cgroup = found.get(c.INET_DIAG_CGROUP_ID)

@@ -13,11 +13,13 @@ guesses cheaply where a run may start and backs off after failed attempts (see :
 import struct
 from bisect import bisect_left, bisect_right
 from collections import Counter
+from itertools import compress, repeat
+from operator import and_, itemgetter
 
 from . import constants as c
 from .attrs import align4, walk_attrs
 from .layout import Layout
-from .tally import Detail
+from .tally import MINISOCKET_STATES, TIMEWAIT_TIMER, Detail
 
 _U32 = struct.Struct("=I")
 RUN_FLAGS = c.SOCK_DIAG_BY_FAMILY | (c.NLM_F_MULTI << 16)  # nlmsg_type | nlmsg_flags << 16 of a plain reply
@@ -44,13 +46,19 @@ def _prefix_equal(col: memoryview, value: int, k: int) -> int:
 
 
 class Runs:
-    """Finds runs in one dump's buffers and tallies them into sink (add, add_hist, add_group)."""
+    """Finds runs in one dump's buffers and tallies them into sink (add, add_hist, add_group, add_minisockets,
+    add_remotes, add_local)."""
 
     def __init__(self, layout: Layout, seq: int, detail: Detail, sink, min_run: int = MIN_RUN):
         self.layout = layout
         self.seq = seq
         self.bounds = detail.bounds
         self.groups = detail.port_groups if layout.ports else None
+        inet = layout.addresses is not None
+        self.timer = layout.timer is not None
+        self.ephemeral = detail.ephemeral if inet else None
+        self.local_state = detail.local_state if inet else -1
+        self.local_ports = detail.local_ports
         self.sink = sink
         self.min_run = min_run
 
@@ -136,6 +144,12 @@ class Runs:
                 self._hist(keys, single, i - 1, col)
         if self.groups:
             self._groups(buf, off, stride, k, keys, columns)
+        if self.timer and (MINISOCKET_STATES[0] in counts or MINISOCKET_STATES[1] in counts):
+            self._minisockets(buf, off, stride, k, keys)
+        if self.ephemeral is not None:
+            self._remotes(buf, off, stride, k)
+        if self.local_state in counts:
+            self._locals(buf, off, stride, k, keys, columns)
 
     def _hist(self, keys, single, index, col) -> None:
         """Bucket the non-zero values of one queue column (zeros go to bucket 0 at the end: fill_zero_buckets)."""
@@ -155,13 +169,45 @@ class Runs:
         if len(values) > below:
             sink.add_hist(single, index, len(bounds), len(values) - below)
 
-    def _groups(self, buf, off, stride, k, keys, columns) -> None:
-        u16 = buf.cast("H")
+    def _column16(self, buf, off, stride, k, offset):
+        """The u16 at payload offset of each of the k messages from off (a port: read natively)."""
         half = stride >> 1
+        first = (off + c.NLMSG_HDRLEN + offset) >> 1
+        return buf.cast("H")[first : first + (k - 1) * half + 1 : half]
+
+    def _minisockets(self, buf, off, stride, k, keys) -> None:
+        """Count the messages on the TIME_WAIT timer per key (a minisocket reports FIN_WAIT2 or TIME_WAIT)."""
+        first = off + c.NLMSG_HDRLEN + self.layout.timer
+        timers = buf[first : first + (k - 1) * stride + 1 : stride].tobytes()
+        if TIMEWAIT_TIMER in timers:
+            waiting = Counter(compress(keys, map(TIMEWAIT_TIMER.__eq__, timers)))
+            for key in MINISOCKET_STATES:
+                if waiting[key]:
+                    self.sink.add_minisockets(key, waiting[key])
+
+    def _remotes(self, buf, off, stride, k) -> None:
+        """The remote endpoints of the messages whose local port is ephemeral."""
+        chosen = list(map(self.ephemeral.__getitem__, self._column16(buf, off, stride, k, self.layout.ports[0])))
+        if any(chosen):
+            starts = compress(range(off, off + k * stride, stride), chosen)
+            self.sink.add_remotes(map(itemgetter(0), map(self.layout.remote.unpack_from, repeat(buf), starts)))
+
+    def _locals(self, buf, off, stride, k, keys, columns) -> None:
+        """The local endpoints and values of the messages in the local state (on a chosen port)."""
+        chosen = map(self.local_state.__eq__, keys)
+        if self.local_ports is not None:
+            ports = list(map(self.local_ports.__getitem__, self._column16(buf, off, stride, k, self.layout.ports[0])))
+            if not any(ports):  # receivers bound to ephemeral ports: none of them by address
+                return
+            chosen = map(and_, chosen, ports)
+        local, add_local = self.layout.local.unpack_from, self.sink.add_local
+        starts = range(off, off + k * stride, stride)
+        for start, i in compress(zip(starts, range(k)), chosen):
+            add_local(local(buf, start), [column[i] for column in columns])
+
+    def _groups(self, buf, off, stride, k, keys, columns) -> None:
         local_groups, remote_groups = self.groups
-        first_local, first_remote = ((off + c.NLMSG_HDRLEN + p) >> 1 for p in self.layout.ports)
-        local = u16[first_local : first_local + (k - 1) * half + 1 : half]
-        remote = u16[first_remote : first_remote + (k - 1) * half + 1 : half]
+        local, remote = (self._column16(buf, off, stride, k, port) for port in self.layout.ports)
         add_group = self.sink.add_group
         for key, lp, rp, rq, wq in zip(keys, local, remote, columns[0], columns[1]):
             mask = local_groups[lp] | remote_groups[rp]
