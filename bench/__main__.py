@@ -137,6 +137,9 @@ def measure(size: int, repeat: int, config: str, baseline: str = "", baseline_co
                 "ss -xan": lambda: timed(["ss", "-N", ns, "-xan"]),
                 "node_exporter tcpstat scrape (HTTP)": lambda: agent.ask("get", node_url),
             }
+            if health_on(config):
+                runs["kernel floor: tcp_health dumps"] = lambda: agent.ask("floor", "tcp_health")
+                runs["collector tcp_health"] = lambda: agent.ask("collect", "tcp_health")
             if other:
                 runs["baseline full scrape (HTTP)"] = lambda: cpu_timed(other.pid, cpu["baseline"],
                                                                         lambda: agent.ask("get", baseline_url))
@@ -158,6 +161,13 @@ def measure(size: int, repeat: int, config: str, baseline: str = "", baseline_co
     return {"size": size, "population": summary, "repeat": repeat, "samples": samples,
             "concurrency": concurrency, "exporter_memory": memory, "node_exporter_memory": node_memory,
             "baseline": baseline, "baseline_memory": baseline_memory, "cpu_per_scrape": cpu}
+
+
+def health_on(config: str) -> bool:
+    """Whether the exporter's configuration file turns tcp_health on (then its dumps are measured too)."""
+    from sockdiag_exporter.config import load
+
+    return bool(config) and load(config).tcp_health.enabled
 
 
 def med(result: dict, name: str) -> float:
@@ -186,6 +196,11 @@ def report(result: dict) -> str:
     every = med(result, "kernel floor: every dump of a collection")
     lines.append(f"        full scrape / every dump's kernel floor = {full / every:.2f}; exporter CPU per full scrape "
                  f"{statistics.median(result['cpu_per_scrape']['ours']):.3f}s")
+    if "collector tcp_health" in result["samples"]:
+        hf, hc = med(result, "kernel floor: tcp_health dumps"), med(result, "collector tcp_health")
+        lines.append(f"tcp_health: kernel floor {hf:.3f}s ({hf / floor:.2f}x the tcp dumps' floor), collector "
+                     f"{hc:.3f}s ({hc / hf:.2f}x its floor); full scrape / (tcp + tcp_health floors) = "
+                     f"{full / (floor + hf):.2f}")
     if result.get("baseline"):
         b, bm = med(result, "baseline full scrape (HTTP)"), result["baseline_memory"]
         pairs = [x / y for x, y in zip(result["samples"]["sockdiag_exporter full scrape (HTTP)"],

@@ -2,8 +2,9 @@
 
     python -m bench.agent        (inside the namespace; one command per line on stdin, one JSON line back)
 
-floor tcp|unix|all      seconds to receive the tcp (IPv4 and IPv6) or unix dumps, or every dump one collection makes
-                        (one after another), with no decoding at all
+floor tcp|unix|tcp_health|all
+                        seconds to receive the tcp (IPv4 and IPv6), unix or tcp_health dumps (with the configuration's
+                        port filter), or every dump one collection makes (one after another), with no decoding at all
 collect NAME            seconds one collector takes in-process (configuration: $SOCKDIAG_BENCH_CONFIG or defaults)
 analyze NAME            the same, with what collectors keep between collections forgotten first: the tcp
                         collector's ephemeral-port analysis (done once a minute by default) is then due
@@ -26,8 +27,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 
 from sockdiag_exporter.collectors import REGISTRY  # noqa: E402
 from sockdiag_exporter.collectors.base import Samples  # noqa: E402
+from sockdiag_exporter.collectors.flows import ListenerSlots  # noqa: E402
+from sockdiag_exporter.collectors.tcp_health import dump_scope  # noqa: E402
 from sockdiag_exporter.config import Config, load  # noqa: E402
-from sockdiag_exporter.diag import requests  # noqa: E402
+from sockdiag_exporter.diag import health, requests  # noqa: E402
 from sockdiag_exporter.collectors.base import Context  # noqa: E402
 from sockdiag_exporter.diag.netlink import DiagSocket, DiagStats, open_netlink  # noqa: E402
 from sockdiag_exporter.plan import build_plan  # noqa: E402
@@ -61,6 +64,10 @@ def floor(which: str) -> float:
 
 CONFIG = load(os.environ["SOCKDIAG_BENCH_CONFIG"]) if os.environ.get("SOCKDIAG_BENCH_CONFIG") else Config()
 CONTEXT = build_plan(CONFIG, DiagStats()).own
+_, _HEALTH_RANGES = dump_scope(CONTEXT, ListenerSlots(0))  # the filter a collection's tcp_health dumps carry
+FLOOR_REQUESTS["tcp_health"] = [
+    health.request(family, _HEALTH_RANGES if len(_HEALTH_RANGES) <= health.MAX_FILTER_RANGES else ())
+    for family in (socket.AF_INET, socket.AF_INET6)]
 
 
 def requests_of_a_collection() -> list:

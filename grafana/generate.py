@@ -264,6 +264,58 @@ def overview() -> Layout:
                             query(f"sum by (instance, netns) (rate(sockdiag_flow_event_overruns_total{{{SOCKETS}}}"
                                   "[$__rate_interval]))", "{{instance}} {{netns}} overruns")], "ops"), 8, 8)
 
+    d.row("TCP health")
+    group = f'{SOCKETS}, port_group=~"$port_group"'
+    live = "sockdiag_listener_tcp_live"
+    d.add(heatmap_panel("Live RTT", "Smoothed round-trip time of the live established TCP connections of every "
+                        "listener (inbound), how many connections in each bucket (tcp_health, a gauge histogram). "
+                        "Empty unless tcp_health.enabled. Bad: the mass moving up: the network to the clients, or "
+                        "the clients, got slower.", f"{live}_rtt_seconds_bucket{{{SOCKETS}}}", unit="s"), 8, 8)
+    d.add(timeseries_panel("Mean RTT per service", "Mean smoothed RTT of the live TCP connections of each listening "
+                           "address (inbound) and port group, and the mean minimum RTT of each address. Bad: the mean "
+                           "rising away from the minimum (queueing, congestion; alert SockdiagServiceRoundTripTimeRegression), "
+                           "or the minimum rising (a longer path).",
+                           [query(f"instance_address:{live}_rtt_seconds:mean{{{SOCKETS}}}",
+                                  "{{instance}} {{address}}"),
+                            query(f"sum by (instance, address) ({live}_min_rtt_seconds_gsum{{{SOCKETS}}}) / sum by "
+                                  f"(instance, address) ({live}_min_rtt_seconds_gcount{{{SOCKETS}}})",
+                                  "{{instance}} {{address}} min"),
+                            query("sum by (instance, port_group, direction) (sockdiag_port_group_tcp_live_rtt_seconds_"
+                                  f"gsum{{{group}}}) / sum by (instance, port_group, direction) (sockdiag_port_group_"
+                                  f"tcp_live_rtt_seconds_gcount{{{group}}})",
+                                  "{{instance}} {{port_group}} {{direction}}")], "s",
+                           overrides=[dashed(".* min")]), 8, 8)
+    d.add(against_threshold("Retransmitted per segment sent, live connections", "Segments the live TCP connections "
+                            "of each listening address retransmitted per segment they sent (over their lives), "
+                            "against the retransmission threshold. Bad: above the dashed line, or twice its usual "
+                            "(alert SockdiagServiceRetransmissionRegression): packets to the clients are lost.",
+                            f"instance_address:{live}_retransmitted_segments:ratio{{{SOCKETS}}}",
+                            "{{instance}} {{address}}", "sockdiag:threshold:tcp_retransmission_ratio",
+                            "percentunit"), 8, 8)
+    d.add(timeseries_panel("What limits throughput", "Share of the time the live connections of each listening "
+                           "address had data to send (busy) that they were limited by the peer's receive window (a "
+                           "slow reader) or by their own send buffer. Bad: receiver window high: the clients read "
+                           "too slowly; send buffer high: raise SO_SNDBUF or net.ipv4.tcp_wmem.",
+                           [query(f"sum by (instance, address) ({live}_{kind}_limited_seconds{{{SOCKETS}}}) / sum by "
+                                  f"(instance, address) ({live}_busy_seconds{{{SOCKETS}}})",
+                                  "{{instance}} {{address}} " + text)
+                            for kind, text in (("rwnd", "receiver window"), ("sndbuf", "send buffer"))],
+                           "percentunit"), 6, 8)
+    d.add(timeseries_panel("Connections in trouble", "Live TCP connections of each listening address in loss "
+                           "recovery (retransmitting after loss), and those whose peer advertises a zero window (it "
+                           "stopped reading). Bad: any that stay.",
+                           [query(f"sum by (instance, address) ({live}_loss_recovery_connections{{{SOCKETS}}})",
+                                  "{{instance}} {{address}} loss recovery"),
+                            query(f"sum by (instance, address) ({live}_zero_window_connections{{{SOCKETS}}})",
+                                  "{{instance}} {{address}} zero window")], "short"), 6, 8)
+    d.add(closed_bytes("Traffic per listener", "Bytes per second sent (acknowledged by the clients) and received by "
+                       "each listening address: closed connections' bytes plus the live ones' (tcp_health with "
+                       "flows), so a long transfer shows while it runs. Bad: a service's traffic collapsing.",
+                       "sockdiag_listener_tcp_{way}_bytes_total", "instance, address", SOCKETS), 6, 8)
+    d.add(closed_bytes("Traffic per port group", "Bytes per second sent and received by each port group's TCP "
+                       "connections, closed and live (tcp_health with flows). Bad: a service's traffic collapsing.",
+                       "sockdiag_port_group_tcp_{way}_bytes_total", "port_group, direction", group), 6, 8)
+
     d.row("Listeners")
     d.add(fullest_listeners("The 10 listening addresses with the fullest accept queues (length / limit). Bad: "
                             "above 80%: the application is not accepting fast enough; at 100% new connections "
@@ -445,6 +497,20 @@ def listeners() -> Layout:
                        "(acknowledged by the clients) and received by the chosen listeners' connections, counted "
                        "when they close. Bad: a listener's traffic collapsing while its connections go on.",
                        "sockdiag_listener_tcp_closed_{way}_bytes_total", "address", chosen), 12, 8)
+    d.add(heatmap_panel("Live RTT of the chosen listeners", "Smoothed round-trip time of the live established "
+                        "connections of the chosen listening addresses, how many in each bucket (tcp_health; empty "
+                        "unless tcp_health.enabled). Pick one address to see its own. Bad: the mass moving up.",
+                        f"sockdiag_listener_tcp_live_rtt_seconds_bucket{{{chosen}}}", unit="s"), 12, 8)
+    d.add(timeseries_panel("Retransmissions and limits per listener", "Per chosen listening address, over its live "
+                           "connections (tcp_health): segments retransmitted per segment sent, and the share of their "
+                           "busy time limited by the clients' receive window. Bad: either rising (alert "
+                           "SockdiagServiceRetransmissionRegression; slow clients).",
+                           [query("instance_address:sockdiag_listener_tcp_live_retransmitted_segments:ratio"
+                                  f"{{{chosen}}}", "{{instance}} {{address}} retransmitted"),
+                            query("sum by (instance, address) (sockdiag_listener_tcp_live_rwnd_limited_seconds"
+                                  f"{{{chosen}}}) / sum by (instance, address) (sockdiag_listener_tcp_live_busy_"
+                                  f"seconds{{{chosen}}})", "{{instance}} {{address}} receiver-window limited")],
+                           "percentunit"), 12, 8)
 
     one = f'{SOCKETS}, address=~"$address"'
     d.row("Listener $address", repeat="address")

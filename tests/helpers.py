@@ -319,6 +319,16 @@ def settle(ns: "NetNS", timeout: float = 5.0) -> None:
         raise AssertionError(f"namespace {ns.name} did not settle within {timeout:g} s")
 
 
+def listen(ns, host="127.0.0.1", port=8000, family=socket.AF_INET):
+    """A TCP listener in the namespace (SO_REUSEADDR, backlog 128), kept with it."""
+    server = ns.run(socket.socket, family)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind((host, port))
+    server.listen(128)
+    ns.keep.append(server)
+    return server
+
+
 def fill_send_queue(sock: socket.socket, chunk: bytes = b"z" * 65536) -> int:
     """Write to a non-blocking socket until the kernel refuses more; bytes written."""
     sock.setblocking(False)

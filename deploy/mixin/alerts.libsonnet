@@ -200,6 +200,45 @@
             |||,
           ),
           alert(
+            'SockdiagServiceRoundTripTimeRegression', 'warning',
+            |||
+              instance_address:sockdiag_listener_tcp_live_rtt_seconds:mean
+                > instance_address:sockdiag_listener_tcp_live_rtt_seconds:mean_avg1d
+                  * on() group_left() sockdiag:threshold:rtt_regression_factor
+              and
+              instance_address:sockdiag_listener_tcp_live_rtt_seconds:mean
+                > on() group_left() sockdiag:threshold:rtt_regression_min_seconds
+            |||,
+            '15m',
+            "A service's round-trip time rose well above its usual.",
+            |||
+              The live TCP connections of {{ $labels.address }} on {{ $labels.instance }} have a mean smoothed RTT
+              of {{ $value | humanizeDuration }}, far above their average of the last day (rtt_regression_factor
+              times): the network to its clients, or the clients themselves, got slower.
+            |||,
+          ),
+          alert(
+            'SockdiagServiceRetransmissionRegression', 'warning',
+            |||
+              instance_address:sockdiag_listener_tcp_live_retransmitted_segments:ratio
+                > instance_address:sockdiag_listener_tcp_live_retransmitted_segments:ratio_avg1d
+                  * on() group_left() sockdiag:threshold:retransmission_regression_factor
+              and
+              instance_address:sockdiag_listener_tcp_live_retransmitted_segments:ratio
+                > on() group_left() sockdiag:threshold:tcp_retransmission_ratio
+              and
+              sockdiag_listener_tcp_live_sent_segments{%s}
+                > on() group_left() sockdiag:threshold:tcp_health_min_sent_segments
+            ||| % selector,
+            '15m',
+            'A service retransmits far more than usual.',
+            |||
+              The live TCP connections of {{ $labels.address }} on {{ $labels.instance }} retransmitted
+              {{ $value | humanizePercentage }} of the segments they sent, far above their average of the last day
+              (retransmission_regression_factor times): packets to or from its clients are lost on the way.
+            |||,
+          ),
+          alert(
             'SockdiagCollectorFailed', 'warning',
             'sockdiag_scrape_collector_success{%s} == 0' % selector,
             '15m',

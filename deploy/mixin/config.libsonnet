@@ -47,6 +47,15 @@
       // Both: the least connections closing per second (outbound ones for SockdiagTCPConnectFailures) for a ratio
       // to mean anything; below it the alerts stay quiet.
       tcp_connections_closed_per_second: 1,
+      // SockdiagServiceRoundTripTimeRegression: how many times its average of the last day a listening address's mean live
+      // RTT (tcp_health) must be, and the least mean RTT that counts (below it, loopback and LAN noise).
+      rtt_regression_factor: 2,
+      rtt_regression_min_seconds: 0.01,
+      // SockdiagServiceRetransmissionRegression: how many times its average of the last day a listening address's
+      // retransmitted-per-sent ratio over its live connections must be (and above tcp_retransmission_ratio), with
+      // at least this many segments sent by those connections.
+      retransmission_regression_factor: 2,
+      tcp_health_min_sent_segments: 1000,
     },
   },
 }

@@ -33,6 +33,10 @@
           'tcp_connect_failure_ratio',
           'tcp_retransmission_ratio',
           'tcp_connections_closed_per_second',
+          'rtt_regression_factor',
+          'rtt_regression_min_seconds',
+          'retransmission_regression_factor',
+          'tcp_health_min_sent_segments',
         ]],
       },
       {
@@ -133,6 +137,28 @@
               sum without (family, direction) (rate(sockdiag_tcp_closed_retransmitted_segments_total{%(s)s}[5m]))
               / sum without (family, direction) (rate(sockdiag_tcp_closed_sent_segments_total{%(s)s}[5m]))
             ||| % { s: selector },
+          },
+          // TCP health (tcp_health.enabled): per listening address, the mean smoothed RTT of its live connections
+          // and the share of the segments they sent that were retransmitted, each with its average of the last
+          // day (the baseline the regression alerts compare with).
+          {
+            record: 'instance_address:sockdiag_listener_tcp_live_rtt_seconds:mean',
+            expr: 'sockdiag_listener_tcp_live_rtt_seconds_gsum{%(s)s} / sockdiag_listener_tcp_live_rtt_seconds_gcount{%(s)s}'
+                  % { s: selector },
+          },
+          {
+            record: 'instance_address:sockdiag_listener_tcp_live_rtt_seconds:mean_avg1d',
+            expr: 'avg_over_time(instance_address:sockdiag_listener_tcp_live_rtt_seconds:mean{%s}[1d])' % selector,
+          },
+          {
+            record: 'instance_address:sockdiag_listener_tcp_live_retransmitted_segments:ratio',
+            expr: 'sockdiag_listener_tcp_live_retransmitted_segments{%(s)s} / sockdiag_listener_tcp_live_sent_segments{%(s)s}'
+                  % { s: selector },
+          },
+          {
+            record: 'instance_address:sockdiag_listener_tcp_live_retransmitted_segments:ratio_avg1d',
+            expr: 'avg_over_time(instance_address:sockdiag_listener_tcp_live_retransmitted_segments:ratio{%s}[1d])'
+                  % selector,
           },
         ],
       },

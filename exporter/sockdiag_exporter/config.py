@@ -241,6 +241,20 @@ class FlowsConfig:
     max_listeners: int = _opt(20, _between(0, 10000))  # listening addresses with their own flow series
 
 
+def _group_names(values: list) -> tuple:
+    for v in values:
+        if not isinstance(v, str) or not GROUP_NAME.fullmatch(v):
+            raise ValueError(f"{v!r} is not a port group name")
+    return tuple(dict.fromkeys(values))
+
+
+@dataclass(frozen=True)
+class TcpHealthConfig:
+    enabled: bool = _opt(False)  # a dump of connected TCP sockets with tcp_info at every collection (opt-in: cost)
+    port_groups: tuple = _opt((), _group_names)  # only connections of these port groups (a kernel filter); empty: all
+    rtt_buckets: tuple = _opt(DEFAULT_RTT_BUCKETS, _rtt_buckets)  # seconds
+
+
 @dataclass(frozen=True)
 class PortGroup:
     local: tuple = _opt((), _ports)
@@ -267,9 +281,12 @@ class Config:
     namespaces: NamespacesConfig = field(default_factory=NamespacesConfig)
     cgroups: CgroupsConfig = field(default_factory=CgroupsConfig)
     flows: FlowsConfig = field(default_factory=FlowsConfig)
+    tcp_health: TcpHealthConfig = field(default_factory=TcpHealthConfig)
 
     def enabled_collectors(self):
-        return [REGISTRY[name] for name, on in self.collectors.items() if on]
+        """The collectors that run: tcp_health only with tcp_health.enabled (no series of its own when off)."""
+        return [REGISTRY[name] for name, on in self.collectors.items()
+                if on and (name != "tcp_health" or self.tcp_health.enabled)]
 
 
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", tuple: "a list"}
@@ -376,7 +393,7 @@ def from_dict(data: Any, base: Optional[Config] = None) -> Config:
                 "listeners": ListenersConfig, "udp_receivers": UdpReceiversConfig,
                 "ephemeral_ports": EphemeralPortsConfig,
                 "histograms": HistogramsConfig, "memory": MemoryConfig, "namespaces": NamespacesConfig,
-                "cgroups": CgroupsConfig, "flows": FlowsConfig}
+                "cgroups": CgroupsConfig, "flows": FlowsConfig, "tcp_health": TcpHealthConfig}
     known = list(sections) + ["collectors", "port_groups", "series_budget", "profile"]
     values = {}
     for key, value in data.items():
@@ -394,7 +411,11 @@ def from_dict(data: Any, base: Optional[Config] = None) -> Config:
                 raise ConfigError(f"series_budget: {value!r}: expected 0 (no budget) to 100000000")
         else:
             raise _unknown("", key, known)
-    return dataclasses.replace(base, **values)
+    config = dataclasses.replace(base, **values)
+    for name in config.tcp_health.port_groups:
+        if name not in config.port_groups:
+            raise ConfigError(f"tcp_health.port_groups: {name!r} is not a group of port_groups")
+    return config
 
 
 class UniqueKeyLoader(yaml.SafeLoader):

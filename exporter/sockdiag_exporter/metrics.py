@@ -231,6 +231,65 @@ PORT_GROUP_TCP_CLOSED_BYTES = _several(
     "counter", GROUP_FLOW_LABELS, " summed over the port group's closed connections.",
     (("sockdiag_port_group_tcp_closed_sent_bytes", "Bytes the peers acknowledged"),
      ("sockdiag_port_group_tcp_closed_received_bytes", "Bytes received")))
+# Live TCP health (tcp_health.enabled): sums over the connected TCP sockets of a listener (inbound) or port group.
+HEALTH_SUFFIX = " summed over its live ESTABLISHED TCP connections (tcp_health)."
+_HEALTH = (
+    ("retransmitted_segments", "Segments retransmitted over each connection's life (tcpi_total_retrans; "
+     "ss -ti retrans:/N)"),
+    ("retransmitted_unacked_segments", "Retransmitted segments not yet acknowledged (tcpi_retrans; ss -ti "
+     "retrans:N/)"),
+    ("lost_segments", "Segments the sender considers lost (tcpi_lost)"),
+    ("unacked_segments", "Segments sent and not yet acknowledged (tcpi_unacked)"),
+    ("notsent_bytes", "Bytes written by the application and not yet sent (tcpi_notsent_bytes)"),
+    ("busy_seconds", "Time spent with data to send (tcpi_busy_time)"),
+    ("rwnd_limited_seconds", "Time spent limited by the peer's receive window (tcpi_rwnd_limited)"),
+    ("sndbuf_limited_seconds", "Time spent limited by the send buffer (tcpi_sndbuf_limited)"),
+    ("sent_segments", "Segments sent, retransmissions included (tcpi_segs_out)"),
+)
+_HEALTH_COUNTS = (
+    ("loss_recovery_connections", "Connections in loss recovery (tcpi_ca_state Recovery or Loss)"),
+    ("zero_window_connections", "Connections whose peer advertises a zero window (tcpi_snd_wnd 0)"),
+)
+_HEALTH_RTT = (
+    ("rtt_seconds", "Smoothed round-trip time (tcpi_rtt) of the live ESTABLISHED TCP connections, one count per "
+     "connection (tcp_health; buckets from tcp_health.rtt_buckets)."),
+    ("min_rtt_seconds", "Minimum round-trip time seen (tcpi_min_rtt) by the live ESTABLISHED TCP connections that "
+     "measured one (tcp_health)."),
+)
+_TRAFFIC = (
+    ("sent_bytes", "Bytes the peers acknowledged: closed connections' (flows) plus the live connections' "
+     "tcpi_bytes_acked; never decreases (a decrease is clamped and counted in "
+     "sockdiag_tcp_traffic_clamped_total)"),
+    ("received_bytes", "Bytes received: closed connections' plus the live connections' tcpi_bytes_received; never "
+     "decreases (clamped likewise)"),
+)
+
+
+def _health(prefix: str, labels: Tuple[str, ...], whose: str):
+    sums = _several("gauge", labels, "", [(f"{prefix}_tcp_live_{name}", f"{text}, per {whose},{HEALTH_SUFFIX}")
+                                          for name, text in _HEALTH + _HEALTH_COUNTS])
+    rtt = tuple(Metric(f"{prefix}_tcp_live_{name}", "gaugehistogram", labels, f"{text[:-1]}, per {whose}.")
+                for name, text in _HEALTH_RTT)
+    traffic = _several("counter", labels, f", per {whose} (tcp_health with flows).",
+                       [(f"{prefix}_tcp_{name}", text) for name, text in _TRAFFIC])
+    return rtt, sums, traffic
+
+
+LISTENER_HEALTH_RTT, LISTENER_HEALTH, LISTENER_TRAFFIC = _health("sockdiag_listener", LISTENER_FLOW_LABELS,
+                                                                 "listening address")
+PORT_GROUP_HEALTH_RTT, PORT_GROUP_HEALTH, PORT_GROUP_TRAFFIC = _health("sockdiag_port_group", GROUP_FLOW_LABELS,
+                                                                       "port group")
+TRAFFIC_CLAMPED = Metric(
+    "sockdiag_tcp_traffic_clamped", "counter", (),
+    "Times a per-service traffic counter (closed + live bytes) came out lower than its last value and was held "
+    "there: a closed connection whose destroy event was lost (sockdiag_flow_event_overruns_total) or not yet read.",
+)
+HEALTH_SOCKETS = Metric(
+    "sockdiag_tcp_health_sockets", "gauge", (),
+    "Connected TCP sockets the tcp_health dump returned (after its port filter), counted or not.",
+)
+HEALTH = (LISTENER_HEALTH_RTT + LISTENER_HEALTH + LISTENER_TRAFFIC + PORT_GROUP_HEALTH_RTT + PORT_GROUP_HEALTH
+          + PORT_GROUP_TRAFFIC + (TRAFFIC_CLAMPED, HEALTH_SOCKETS))
 UDP_CLOSED = Metric(
     "sockdiag_udp_sockets_closed", "counter", ("family",),
     "UDP sockets closed (sock_diag destroy events): DNS clients and other short-lived UDP users.",
@@ -343,17 +402,27 @@ GAUGE_HISTOGRAM_PARTS = {
     )
     for metric, direction in ((RECEIVE_QUEUE_HISTOGRAM, "receive"), (SEND_QUEUE_HISTOGRAM, "send"))
 }
+GAUGE_HISTOGRAM_PARTS.update({
+    metric.name: (
+        ("_gcount", f"Live TCP connections counted in {metric.name}, by the same labels (tcp_health)."),
+        ("_gsum", f"Sum of their {what}, in seconds."),
+    )
+    for metric, what in ((LISTENER_HEALTH_RTT[0], "smoothed RTTs"), (LISTENER_HEALTH_RTT[1], "minimum RTTs"),
+                         (PORT_GROUP_HEALTH_RTT[0], "smoothed RTTs"), (PORT_GROUP_HEALTH_RTT[1], "minimum RTTs"))
+})
 
 # The optional breakdowns in the order the series budget drops them: most detailed first.
 BREAKDOWNS = (("ephemeral_destinations", DESTINATIONS),
-              ("listeners", LISTENERS + (LISTENER_TCP_CLOSED,) + LISTENER_TCP_CLOSED_BYTES),
+              ("listeners", LISTENERS + (LISTENER_TCP_CLOSED,) + LISTENER_TCP_CLOSED_BYTES + LISTENER_HEALTH_RTT
+               + LISTENER_HEALTH + LISTENER_TRAFFIC),
               ("udp_receivers", RECEIVERS), ("cgroups", CGROUPS),
-              ("port_groups", PORT_GROUPS + (PORT_GROUP_TCP_CLOSED,) + PORT_GROUP_TCP_CLOSED_BYTES),
+              ("port_groups", PORT_GROUPS + (PORT_GROUP_TCP_CLOSED,) + PORT_GROUP_TCP_CLOSED_BYTES + PORT_GROUP_HEALTH_RTT
+               + PORT_GROUP_HEALTH + PORT_GROUP_TRAFFIC),
               ("histograms", HISTOGRAMS + (TCP_CLOSED_RTT,)), ("memory", MEMORY))
 
 ALL = (
     (SOCKETS, RECEIVE_QUEUE, SEND_QUEUE, ACCEPT_QUEUE_LENGTH, ACCEPT_QUEUE_LIMIT) + LISTENERS + RECEIVERS
-    + HISTOGRAMS + MEMORY + PORT_GROUPS + CGROUPS + FLOWS
+    + HISTOGRAMS + MEMORY + PORT_GROUPS + CGROUPS + FLOWS + HEALTH
     + (TIMEWAIT_MINISOCKETS, TIMEWAIT_BUCKETS, EPHEMERAL_RANGE, EPHEMERAL_USAGE) + DESTINATIONS
     + (UDP_RECEIVE_BUFFER_ERRORS, UDP_RECEIVE_ERRORS, TCP_LISTEN_OVERFLOWS, TCP_LISTEN_DROPS, HANDLER_AVAILABLE,
        SOURCE_INFO, COLLECTOR_DURATION, COLLECTOR_SUCCESS, COLLECTION_DURATION, NETLINK_DUMPS, NETLINK_DUMP_RETRIES,

@@ -135,7 +135,7 @@ def test_overview_rows_and_listeners_repeat():
     overview = DASHBOARDS["sockdiag-overview.json"]
     rows = [p["title"] for p in overview["panels"] if p["type"] == "row"]
     assert rows == ["Summary", "Sockets by family, protocol and state", "Queues", "Memory and drops", "Connections",
-                    "Listeners", "UDP receivers", "Port groups", "Network namespaces, units and containers",
+                    "TCP health", "Listeners", "UDP receivers", "Port groups", "Network namespaces, units and containers",
                     "Exporter health"]
     types = {p["type"] for p in overview["panels"]}
     assert {"heatmap", "timeseries", "stat", "bargauge", "table", "state-timeline"} <= types
@@ -143,9 +143,10 @@ def test_overview_rows_and_listeners_repeat():
         if p["type"] == "heatmap":
             expr = p["targets"][0]["expr"]
             assert p["targets"][0]["format"] == "heatmap" and "_bucket" in expr and "sum by (le)" in expr
-            # queue depths (gauge histograms) in bytes; RTT at close (a histogram's counters: rated) in seconds
+            # queue depths (gauge histograms) in bytes; RTT at close (a histogram's counters: rated) and live RTT
+            # (tcp_health, a gauge histogram) in seconds
             assert p["options"]["yAxis"]["unit"] == ("s" if "rtt_seconds" in expr else "bytes")
-            assert ("rate(" in expr) == ("rtt_seconds" in expr)
+            assert ("rate(" in expr) == ("closed_rtt_seconds" in expr)  # counters are rated, gauge histograms not
     listeners = DASHBOARDS["sockdiag-listeners.json"]
     repeated = [p for p in listeners["panels"] if p.get("repeat")]
     assert [p["repeat"] for p in repeated] == ["address"] and repeated[0]["type"] == "row"
@@ -170,7 +171,8 @@ def test_every_metric_queried_is_served_or_recorded(netns):
     scraper = netns.run(make_scraper, {"port_groups": {"web": {"local": [8080]}}, "series_budget": 100000,
                                        "namespaces": {"named": True, "include": [netns.name]},
                                        "cgroups": {"enabled": True}, "profile": "full",
-                                       "ephemeral_ports": {"destinations": 5, "interval_seconds": 0}})
+                                       "ephemeral_ports": {"destinations": 5, "interval_seconds": 0},
+                                       "tcp_health": {"enabled": True}})
     netns.keep.append(scraper)
     render_in_ns = lambda: Exposition(netns.run(render, scraper))  # noqa: E731
     render_in_ns()  # the subscriber of the test's namespace starts at its first collection

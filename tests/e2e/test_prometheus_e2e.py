@@ -325,6 +325,7 @@ def stack(netns, tmp_path):
         "series_budget": 100000,
         "namespaces": {"named": True, "include": [peer.name]},
         "cgroups": {"enabled": True, "mount": str(cgroup2)},
+        "tcp_health": {"enabled": True},
     }))
     job = shipped_static_job()
     job["static_configs"] = [{"targets": [f"127.0.0.1:{EXPORTER_PORT}", f"127.0.0.1:{DEAD_PORT}"]}]

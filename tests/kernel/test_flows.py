@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from helpers import Exposition, NetNS, drop_thread_privileges, make_scraper, render
+from helpers import Exposition, NetNS, drop_thread_privileges, listen, make_scraper, render
 from tunlink import TunLink
 
 PORT = 8000
@@ -70,15 +70,6 @@ def snmp(ns) -> dict:
         return dict(zip(lines[0][1:], map(int, lines[1][1:])))
 
     return ns.run(read)
-
-
-def listen(ns, host="127.0.0.1", port=PORT, family=socket.AF_INET):
-    server = ns.run(socket.socket, family)
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    server.bind((host, port))
-    server.listen(128)
-    ns.keep.append(server)
-    return server
 
 
 def connect(ns, address, family=socket.AF_INET, options=None):

@@ -67,6 +67,10 @@ class Context:
         """One record per socket of a (small) dump, see DiagSocket.records."""
         return self._ask(request, lambda diag: diag.records(request, layout, what, extract))
 
+    def decode(self, request: bytes, what: str, make_decoder):
+        """One dump through a decoder of the caller's (make_decoder(seq)), see DiagSocket.decode."""
+        return self._ask(request, lambda diag: diag.decode(request, what, make_decoder))
+
     def each(self, fn, items) -> list:
         """[fn(item) for item in items], at once on threads of their own when parallel dumps are on (they enter
         this context's namespace too: a thread starts in its creator's); the first exception raised is raised."""

@@ -10,7 +10,7 @@ ones are counted as address="other". A slot, once given, is kept: a counter neve
 """
 
 import logging
-from typing import Dict, Tuple
+from typing import Dict, List, Tuple
 
 from prometheus_client.utils import floatToGoString
 
@@ -30,30 +30,15 @@ log = logging.getLogger(__name__)
 FAMILIES = ((0, c.AF_INET, "inet"), (INET6, c.AF_INET6, "inet6"))
 
 
-class FlowState:
-    """One namespace's subscriber, and what the collector remembers there: listener addresses and their series."""
+class ListenerSlots:
+    """The address labels of listening ports' series: first come, first served, up to max_listeners of their own,
+    later ones "other"; a slot, once given, is kept (a counter never moves to another series)."""
 
-    def __init__(self, options: Options):
-        flows = options.flows
-        decoder = FlowDecoder(tuple(round(b * 1e6) for b in flows.rtt_bounds), options.detail.port_groups)
-        self.subscriber = Subscriber(decoder, flows.receive_buffer)
-        self.max_listeners = flows.max_listeners
-        self.error = ""  # why the subscriber could not start
+    def __init__(self, max_listeners: int):
+        self.max_listeners = max_listeners
         self.addresses: Dict[Tuple[int, int], str] = {}  # (family index, port) -> listening address, latest seen
         self.slots: Dict[Tuple[int, int], str] = {}  # (family index, port) -> its address label, once given
         self.own_slots = 0  # slots with an address of their own (not "other")
-        self.logged = ("", 0, False)  # error, overruns, buffer warning: what the log said last
-
-    def start(self) -> "FlowState":
-        """Start (or start again) the subscriber in the calling thread's namespace; the counters carry on."""
-        try:
-            self.subscriber.start()
-            self.error = ""
-        except DiagError as e:
-            self.error = str(e)
-        except OSError as e:  # no file descriptor or thread left for it
-            self.error = f"starting the destroy event subscriber: {e.strerror or e}"
-        return self
 
     def slot(self, family: int, port: int) -> str:
         """The address label of a listening port's connections: its own while there is room, else "other"."""
@@ -67,11 +52,35 @@ class FlowState:
             self.slots[(family, port)] = label
         return label
 
+
+class FlowState(ListenerSlots):
+    """One namespace's subscriber, and what the collector remembers there: listener addresses and their series."""
+
+    def __init__(self, options: Options):
+        flows = options.flows
+        super().__init__(flows.max_listeners)
+        decoder = FlowDecoder(tuple(round(b * 1e6) for b in flows.rtt_bounds), options.detail.port_groups)
+        self.subscriber = Subscriber(decoder, flows.receive_buffer)
+        self.error = ""  # why the subscriber could not start
+        self.logged = ("", 0, False)  # error, overruns, buffer warning: what the log said last
+
+    def start(self) -> "FlowState":
+        """Start (or start again) the subscriber in the calling thread's namespace; the counters carry on."""
+        try:
+            self.subscriber.start()
+            self.error = ""
+        except DiagError as e:
+            self.error = str(e)
+        except OSError as e:  # no file descriptor or thread left for it
+            self.error = f"starting the destroy event subscriber: {e.strerror or e}"
+        return self
+
     def close(self) -> None:
         self.subscriber.close()
 
 
-def _state(ctx: Context) -> FlowState:
+def flow_state(ctx: Context) -> FlowState:
+    """The namespace's subscriber and listener slots, started on first use."""
     return ctx.background("flows", lambda: FlowState(ctx.options).start())
 
 
@@ -80,14 +89,14 @@ class FlowsCollector(Collector):
     help = "TCP connections and UDP sockets closed, by direction and outcome, from sock_diag destroy events"
 
     def start(self, ctx: Context) -> None:
-        state = _state(ctx)
+        state = flow_state(ctx)
         try:
             self._listeners(ctx, state)
         except DiagError as e:  # the first collection dumps them again and says so
             log.debug("flows: no listener dump at start: %s", e)
 
     def collect(self, ctx: Context, out: Samples) -> None:
-        state = _state(ctx)
+        state = flow_state(ctx)
         subscriber = state.subscriber
         if not subscriber.running:  # refused before (asked again), or its thread stopped (a bug: restarted)
             state.start()
@@ -133,17 +142,7 @@ class FlowsCollector(Collector):
     @staticmethod
     def _listeners(ctx: Context, state: FlowState) -> None:
         """The listening TCP ports of the namespace from now on (inbound or outbound), and their addresses."""
-        ports = []
-        for family, number, _ in FAMILIES:
-            # The tcp collector's very request (with SK_MEMINFO, for its drops: a few bytes per listener), so that
-            # one recorded reply serves both in replays (tests/golden/kernel.json).
-            found = ctx.records(requests.inet(number, c.IPPROTO_TCP, requests.LISTEN_STATES, True),
-                                requests.INET_LAYOUT, f"{names.FLOW_FAMILIES[family]} tcp listener dump (flows)",
-                                requests.inet_listener)
-            for rec in found:
-                ports.append((family, rec.port))
-                state.addresses[(family, rec.port)] = interface_address(rec.address, rec.ifindex)
-        state.subscriber.decoder.listen(ports)
+        state.subscriber.decoder.listen(listening_ports(ctx, state, "flows"))
 
     @staticmethod
     def _connections(out: Samples, tally: FlowTally, options: Options) -> None:
@@ -179,6 +178,20 @@ class FlowsCollector(Collector):
             rows = [((group.name, names.FLOW_FAMILIES[key.family], names.FLOW_DIRECTIONS[key.direction]), key, row)
                     for key, row in tally.in_group(bit)]
             _emit_split(out, rows, m.PORT_GROUP_TCP_CLOSED, m.PORT_GROUP_TCP_CLOSED_BYTES)
+
+
+def listening_ports(ctx: Context, slots: ListenerSlots, user: str) -> List[Tuple[int, int]]:
+    """(family index, port) of the namespace's listening TCP sockets, their addresses noted in slots."""
+    ports = []
+    for family, number, _ in FAMILIES:
+        # The tcp collector's very request (with SK_MEMINFO, for its drops: a few bytes per listener), so that one
+        # recorded reply serves all three in replays (tests/golden/kernel.json).
+        found = ctx.records(requests.inet(number, c.IPPROTO_TCP, requests.LISTEN_STATES, True), requests.INET_LAYOUT,
+                            f"{names.FLOW_FAMILIES[family]} tcp listener dump ({user})", requests.inet_listener)
+        for rec in found:
+            ports.append((family, rec.port))
+            slots.addresses[(family, rec.port)] = interface_address(rec.address, rec.ifindex)
+    return ports
 
 
 def _add(table: dict, labels: tuple, values) -> None:

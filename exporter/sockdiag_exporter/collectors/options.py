@@ -3,6 +3,7 @@
 from typing import FrozenSet, NamedTuple, Optional, Tuple
 
 from ..diag import constants as c
+from ..diag.health import port_ranges
 from ..diag.requests import MEMINFO_NAMES
 from ..diag.tally import NO_DETAIL, Detail, port_tables
 
@@ -21,6 +22,15 @@ class FlowOptions(NamedTuple):
     max_listeners: int = 20
 
 
+class HealthOptions(NamedTuple):
+    """What the tcp_health collector reads from the configuration (tcp_health.*)."""
+
+    rtt_bounds: Tuple[float, ...] = ()  # seconds
+    groups: Tuple[int, ...] = ()  # bits of the port groups it is restricted to; empty: every connection
+    ports: Tuple[Tuple[str, int, int], ...] = ()  # those groups' (or every group's) ports: (side, low, high) ranges
+    flows: bool = False  # the flows collector runs: closed + live traffic counters
+
+
 class Options(NamedTuple):
     """What collectors read from the configuration."""
 
@@ -37,6 +47,7 @@ class Options(NamedTuple):
     max_receivers: int = 50  # UDP receivers reported one by one, per collector
     destinations: int = 0  # busiest ephemeral-port destinations reported one by one, per family (0: none)
     ports_interval: float = 60.0  # seconds between ephemeral-port analyses (0: every collection)
+    health: HealthOptions = HealthOptions()
 
     @classmethod
     def from_config(cls, config, cgroups=None) -> "Options":
@@ -53,7 +64,8 @@ class Options(NamedTuple):
                    config.cgroups.max_series, frozenset(config.histograms.collectors),
                    tuple(sorted(MEMINFO_NAMES.index(f) for f in config.memory.fields)), config.profile == "full",
                    flows, config.udp_receivers.max_series, config.ephemeral_ports.destinations,
-                   config.ephemeral_ports.interval_seconds)
+                   config.ephemeral_ports.interval_seconds,
+                   health=health_options(config, groups))
 
     def detail_for(self, collector: str) -> Detail:
         """What this collector's dumps tally: no histogram buckets unless it is in histograms.collectors (the
@@ -62,3 +74,15 @@ class Options(NamedTuple):
 
 
 DEFAULT_OPTIONS = Options()
+
+
+def health_options(config, groups: Tuple[PortGroup, ...]) -> HealthOptions:
+    """tcp_health.* as HealthOptions; groups in the bit order of the port-group tables."""
+    health = config.tcp_health
+    names = [g.name for g in groups]
+    bits = tuple(names.index(name) for name in health.port_groups)
+    ports = []
+    for bit in bits or range(len(groups)):
+        for side in ("local", "remote"):
+            ports.extend((side, low, high) for low, high in port_ranges(getattr(groups[bit], side)))
+    return HealthOptions(health.rtt_buckets, bits, tuple(dict.fromkeys(ports)), bool(config.collectors.get("flows")))

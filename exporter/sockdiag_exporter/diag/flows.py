@@ -69,6 +69,14 @@ def native_port(port: int) -> int:
     return struct.unpack("=H", struct.pack("!H", port))[0]
 
 
+def listening_table(ports: Iterable[Tuple[int, int]]) -> bytearray:
+    """native-order port -> bit 0: an inet listener, bit 1: an inet6 one, from (family index, host-order port)."""
+    table = bytearray(65536)
+    for family, port in ports:
+        table[native_port(port)] |= 1 << family
+    return table
+
+
 class FlowKey(NamedTuple):
     family: int  # INET or INET6
     direction: int  # OUTBOUND or INBOUND
@@ -150,10 +158,7 @@ class FlowDecoder:
 
     def listen(self, ports: Iterable[Tuple[int, int]]) -> None:
         """The listening ports from now on: (family index, port in host order) pairs."""
-        table = bytearray(65536)
-        for family, port in ports:
-            table[native_port(port)] |= 1 << family
-        self.listening = table  # one assignment: the walk reads the old or the new table, never half of one
+        self.listening = listening_table(ports)  # one assignment: the walk reads the old or the new table
 
     def feed(self, buf, start: int, end: int) -> None:
         """One datagram: the messages in buf[start:end]."""

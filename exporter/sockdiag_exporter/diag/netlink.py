@@ -126,6 +126,10 @@ class DiagSocket:
         """Run one dump to completion and return extract(buf, payload offset, end) of every message."""
         return self._dump(request, what, lambda seq: RecordDecoder(layout, seq, what, extract)).records
 
+    def decode(self, request: bytes, what: str, make_decoder):
+        """Run one dump to completion through the decoder make_decoder(seq) returns (a Decoder), and return it."""
+        return self._dump(request, what, make_decoder)
+
     def _dump(self, request: bytes, what: str, make_decoder):
         failure = None
         for attempt in range(self.retries + 1):
