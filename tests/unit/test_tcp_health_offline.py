@@ -238,4 +238,18 @@ def test_the_decoder_sums_what_a_connection_by_connection_reference_sums(conns):
         for key, row in tally.in_group(bit):
             got[key.direction] = [a + b for a, b in zip(got.get(key.direction, [0] * len(row)), row)]
         assert got == {direction: _reference_row(cs) for direction, cs in expected.items()}
+        if bit == 1:
+            group_one = got
     assert tally.sockets == len(conns)
+
+    # tcp_health.port_groups: [group 1]: only its connections count, and only in its rows
+    only = health.HealthDecoder(1, "test", _BOUNDS, listening_table([(0, 80)]), port_tables([((81,), ()),
+                                                                                          ((), (443,))]), (1,))
+    assert only.feed(mv, mv.cast("I"), len(data))
+    assert list(only.tally.in_group(0)) == []
+    got = {}
+    for key, row in only.tally.in_group(1):
+        got[key.direction] = [a + b for a, b in zip(got.get(key.direction, [0] * len(row)), row)]
+    assert got == group_one
+    in_one = [(s, i) for s, i, lport, rport in infos if lport == 80 and rport == 443]
+    assert {port: row for _, port, row in only.tally.by_listener()} == ({80: _reference_row(in_one)} if in_one else {})

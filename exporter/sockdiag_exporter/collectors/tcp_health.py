@@ -55,11 +55,11 @@ class TcpHealthCollector(Collector):
         listening, ranges = dump_scope(ctx, slots)
         bounds = tuple(round(b * 1e6) for b in opts.rtt_bounds)
         groups = ctx.options.detail.port_groups
-        only = sum(1 << bit for bit in opts.groups)
         ports = ranges if len(ranges) <= health.MAX_FILTER_RANGES else ()
         tallies = ctx.each(lambda fam: ctx.decode(
             health.request(fam[1], ports), f"{fam[2]} tcp health dump",
-            lambda seq: HealthDecoder(seq, f"{fam[2]} tcp health dump", bounds, listening, groups, only)).tally,
+            lambda seq: HealthDecoder(seq, f"{fam[2]} tcp health dump", bounds, listening, groups,
+                                      opts.groups)).tally,
             FAMILIES) if ranges else []  # no listener and no port group: nothing to count, nothing to ask
         out.add(m.HEALTH_SOCKETS, (), sum(t.sockets for t in tallies))
         listeners = _by_listener(tallies, slots)

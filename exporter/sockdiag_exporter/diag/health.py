@@ -181,12 +181,15 @@ class HealthDecoder(Decoder):
     filter).
     """
 
-    def __init__(self, seq: int, what: str, bounds: Sequence[int], listening, port_groups=None, only: int = 0):
+    def __init__(self, seq: int, what: str, bounds: Sequence[int], listening, port_groups=None,
+                 only: Sequence[int] = ()):
         super().__init__(INET_LAYOUT, seq, what)
         self.tally = HealthTally(bounds)
         self.listening = listening
         self.groups = port_groups
-        self.only = only  # a mask of port groups: only their connections count (0: every connection)
+        # only: the indices of the port groups whose connections alone count (none: every connection), kept as the
+        # group mask the port tables give, so the collector need not know how group bits are packed
+        self.only = sum(1 << bit for bit in only)
         self._info_at = -1  # where INET_DIAG_INFO's header sat in the last message, from the message's start
 
     def _message(self, buf, off, end):
