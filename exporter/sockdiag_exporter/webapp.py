@@ -1,8 +1,9 @@
 """What the HTTP server serves: metrics in a format from a fixed set, single-flight, and the landing page.
 
-Collection, encoding and compression run in worker threads, never on the event loop. Scrapes that arrive while a
-body is being made await the same future: one per (format, gzip), four at most, never keyed by client text. Scrapes
-of any format that arrive during a collection share it. A `?name[]=` filter (client_python's) reuses the shared
+Collection, encoding and compression run in worker threads, never on the event loop. Scrapes of any format that
+arrive during a collection share it, and so do those that arrive after it ended, for as long as it took: collecting
+takes at most half of the time however fast scrapes come. Each body is encoded once per collection: one per
+(format, gzip), four at most, never keyed by client text. A `?name[]=` filter (client_python's) reuses the shared
 collection and encodes its own body, bounded by the worker pool.
 """
 
@@ -10,6 +11,7 @@ import asyncio
 import gzip
 import html
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, FrozenSet, List, NamedTuple, Optional, Tuple
 
@@ -145,38 +147,64 @@ class App:
         self.telemetry_path = telemetry_path
         self.landing = landing or landing_page
         self._pool = ThreadPoolExecutor(RENDER_THREADS, thread_name_prefix="render")
-        self._collection: Optional[asyncio.Future] = None
-        self._flights: Dict[Tuple[Format, bool], asyncio.Future] = {}
+        self._flying: Optional[_Flight] = None  # the collection in flight
+        self._latest: Optional[_Flight] = None  # the last one that succeeded
+        self.on_collecting: Callable[[bool], None] = lambda busy: None  # told on the loop when a collection starts/ends
 
     async def metrics(self, fmt: Format, gzipped: bool, names: Optional[FrozenSet[str]] = None) -> bytes:
-        """The encoded (and gzipped) body; the same future for every caller of one (format, gzip) meanwhile."""
+        """The encoded (and gzipped) body of the current collection, each (format, gzip) encoded once for it."""
+        flight = self._current()
+        families = await asyncio.shield(flight.families)  # a client that leaves does not cancel the others' body
         if names is not None:  # keyed by client text: not shared, not remembered
-            families = restrict(await self._collect(), names)
-            return await self._run(_encode, fmt, families, gzipped)
+            return await self._run(_encode, fmt, restrict(families, names), gzipped)
         key = (fmt, gzipped)
-        flight = self._flights.get(key)
-        if flight is None:
-            flight = self._flights[key] = asyncio.ensure_future(self._render(fmt, gzipped))
-            flight.add_done_callback(lambda _: self._flights.pop(key, None))
-        return await asyncio.shield(flight)  # a client that leaves does not cancel the others' body
+        body = flight.bodies.get(key)
+        if body is None:
+            body = flight.bodies[key] = asyncio.ensure_future(self._run(_encode, fmt, families, gzipped))
+        return await asyncio.shield(body)
 
     async def page(self, collect: bool = True) -> bytes:
         return await self._run(self.landing, self.telemetry_path, collect)
 
-    async def _render(self, fmt: Format, gzipped: bool) -> bytes:
-        return await self._run(_encode, fmt, await self._collect(), gzipped)
+    def _current(self) -> "_Flight":
+        """The collection in flight; else the last one while it is younger (from its end) than it took to make;
+        else a new one. However fast scrapes come, collecting takes at most half of the time: 3,100 requests a
+        second of radamsa, 220 of them valid scrapes, had the collection thread busy without a pause."""
+        if self._flying is not None:
+            return self._flying
+        latest = self._latest
+        if latest is not None and time.monotonic() < latest.reusable_until:
+            return latest
+        flight = self._flying = _Flight(asyncio.ensure_future(self._run(lambda: list(self.registry.collect()))))
+        flight.families.add_done_callback(lambda done: self._landed(flight, done))
+        self.on_collecting(True)
+        return flight
 
-    async def _collect(self) -> List[Metric]:
-        if self._collection is None:
-            self._collection = asyncio.ensure_future(self._run(lambda: list(self.registry.collect())))
-            self._collection.add_done_callback(lambda _: setattr(self, "_collection", None))
-        return await asyncio.shield(self._collection)
+    def _landed(self, flight: "_Flight", done: asyncio.Future) -> None:
+        self._flying = None
+        self.on_collecting(False)
+        if not done.cancelled() and done.exception() is None:
+            ended = time.monotonic()
+            flight.reusable_until = ended + (ended - flight.started)
+            self._latest = flight
 
     def _run(self, fn, *args):
         return asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _Flight:
+    """One collection: its families (a future), the bodies encoded from them, and until when it may be reused."""
+
+    __slots__ = ("families", "bodies", "started", "reusable_until")
+
+    def __init__(self, families: asyncio.Future):
+        self.families = families
+        self.bodies: Dict[Tuple[Format, bool], asyncio.Future] = {}  # the fixed set: four at most
+        self.started = time.monotonic()
+        self.reusable_until = 0.0
 
 
 def _encode(fmt: Format, families: List[Metric], gzipped: bool) -> bytes:

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 
 from helpers import PORT, Exposition, wait_until
@@ -64,7 +65,7 @@ def test_concurrent_scrapes_all_succeed(daemon):
 
 def test_single_flight_shares_one_collection_among_concurrent_scrapes():
     """Scrapes of every format that arrive during a collection share it; each (format, gzip) is encoded once; a
-    scrape after the flight landed collects anew."""
+    scrape right after the collection landed reuses it, one after as long again as it took collects anew."""
     calls, release = [], threading.Event()
 
     class Slow:
@@ -78,13 +79,18 @@ def test_single_flight_shares_one_collection_among_concurrent_scrapes():
     async def burst():
         scrapes = [asyncio.ensure_future(app.metrics(fmt, gz)) for fmt in (TEXT, OPENMETRICS) for gz in (False, True)
                    for _ in range(5)]
-        for _ in range(500):  # until every format's flight is in the air, waiting on the one collection
-            if len(app._flights) == 4 and calls:
+        for _ in range(500):  # until the collection has started and every scrape waits on it
+            if calls:
                 break
             await asyncio.sleep(0.01)
-        assert len(app._flights) == 4  # the fixed set: (format, gzip), never more
+        await asyncio.sleep(0.05)  # the collection lasts at least this: the reuse window below is as long
         release.set()
         bodies = await asyncio.gather(*scrapes)
+        assert len(app._latest.bodies) == 4  # the fixed set: (format, gzip), never more
+        again = await app.metrics(TEXT, False)  # within the window: the same collection, the same body
+        assert len(calls) == 1 and again is bodies[0]
+        while time.monotonic() < app._latest.reusable_until:
+            await asyncio.sleep(0.01)
         await app.metrics(TEXT, False)
         return bodies
 
