@@ -399,9 +399,17 @@ class Daemon:
         return self.request("GET", path, headers)
 
     def metrics(self) -> Exposition:
+        """A scrape with a collection of its own: a scrape within the last collection's duration after it ended
+        would be served that collection again (webapp.App), so this waits that long after the previous one."""
+        fresh_after = getattr(self, "_fresh_after", 0.0)
+        while time.monotonic() < fresh_after:
+            time.sleep(0.005)
         status, _, body = self.get("/metrics")
         assert status == 200
-        return Exposition(body.decode())
+        exposition = Exposition(body.decode())
+        duration = exposition.select("sockdiag_collection_duration_seconds")
+        self._fresh_after = time.monotonic() + max(duration.values(), default=0.0)
+        return exposition
 
     def stop(self):
         """Stop it (SIGTERM, or kill after 10 s); (stdout, stderr) as communicate() gave them (stdout: None)."""

@@ -5,11 +5,12 @@ import errno
 import http.client
 import logging
 import socket
+import time
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from helpers import Exposition, make_scraper
+from helpers import Exposition, make_scraper, wait_until
 
 from sockdiag_exporter.diag import constants as c
 from sockdiag_exporter.diag import requests
@@ -64,6 +65,7 @@ def serve():
         server = Server(f"127.0.0.1:{port}", App(registry, "/metrics"))
         server.start()
         servers.append(server)
+        APPS[server.socket.getsockname()[1]] = server.app
         return server.socket.getsockname()[1]
 
     yield start
@@ -72,7 +74,13 @@ def serve():
         server.server_close()
 
 
+APPS = {}  # port -> the App serving it
+
+
 def scrape(port):
+    """A scrape with a collection of its own: not one served again by the last collection's reuse window."""
+    latest = APPS[port]._latest
+    assert wait_until(lambda: latest is None or time.monotonic() >= latest.reusable_until)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     conn.request("GET", "/metrics")
     response = conn.getresponse()

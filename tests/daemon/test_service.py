@@ -4,6 +4,7 @@ import asyncio
 import gzip
 import json
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -13,6 +14,7 @@ import time
 from helpers import PORT, Exposition, wait_until
 
 from sockdiag_exporter.singleflight import SingleFlight
+from sockdiag_exporter.web import COLLECTION_PAUSE, Server
 from sockdiag_exporter.webapp import OPENMETRICS, TEXT, App
 
 
@@ -172,3 +174,37 @@ def test_json_logs(daemon, tmp_path):
     assert any(r["msg"].startswith("cgroup attribution is off") and r["level"] == "warn" for r in records)
     assert all(set(r) >= {"ts", "level", "logger", "msg"} for r in records)
 
+
+
+def test_new_connections_wait_in_the_backlog_while_a_collection_runs():
+    """While a collection runs, the event loop leaves new connections in the kernel's accept queue (ss shows them
+    there), COLLECTION_PAUSE at most; then it takes them, and serves them although the collection still runs."""
+    release = threading.Event()
+
+    class Slow:
+        def collect(self):
+            release.wait(10)
+            return iter(())
+
+    with socket.socket() as probe:  # a free port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = Server(f"127.0.0.1:{port}", App(Slow(), "/metrics"))
+    server.start()
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as first:
+            started = time.monotonic()  # the pause starts after this
+            first.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert wait_until(lambda: server.app._flying is not None)
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as second:
+                queued = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True,
+                                        check=True).stdout.split()[1]
+                second.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                answer = second.recv(100)
+                waited = time.monotonic() - started
+            assert queued == "1" and answer.startswith(b"HTTP/1.1 200") and waited >= COLLECTION_PAUSE
+            assert server.app._flying is not None  # the collection still runs
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
