@@ -76,10 +76,14 @@ def measure(count: int, per_namespace: int, repeat: int, child_ehash: int = -1, 
                     time.sleep(0.1)
         times = {label: [] for label in urls}
         bodies = {}
+        fresh_after = {label: 0.0 for label in urls}
         for _ in range(repeat):
             for label, url in urls.items():
+                # a scrape sooner than a collection's duration after it ended would be served it again
+                time.sleep(max(0.0, fresh_after[label] - time.monotonic()))
                 elapsed, bodies[label] = scrape(url)
                 times[label].append(elapsed)
+                fresh_after[label] = time.monotonic() + elapsed
         results = {}
         for (label, _, _), daemon in zip(variants, daemons):
             fields = dict(line.split(":", 1) for line in open(f"/proc/{daemon.pid}/status"))

@@ -48,10 +48,11 @@ ACCEPT_BATCH = 64  # connections accepted per wake-up of the loop
 # Python's default 5 ms a busy loop (a flood answered 429 at 2,300 requests a second) made scrapes take 26 ms at the
 # median instead of 8; with 0.5 ms, 15 (bench/attack.py, before 429s were delayed).
 GIL_SWITCH_INTERVAL = 0.0005
-# While a collection runs, new connections wait in the listening socket's backlog, this long at most: the
-# collection thread and the event loop take turns on one GIL, and a loop busy with a flood of new connections made a
-# small collection take 3x as long (radamsa at 3,100 requests a second: legitimate scrapes 6.7 -> 28.9 ms at p95).
-# Connections already open are served meanwhile; a longer collection lets new ones in after this.
+# While a collection and its first body are made, new connections wait in the listening socket's backlog, this long
+# at most: the collection thread and the event loop take turns on one GIL, and a loop busy with a flood of new
+# connections made a small collection take 3x as long (radamsa at 3,100 requests a second: legitimate scrapes 6.7 ->
+# 28.9 ms at p95; 15.1 with the pause over the collection alone). Connections already open are served meanwhile; a
+# longer collection lets new ones in after this.
 COLLECTION_PAUSE = 0.05
 BACKLOG = 128  # a burst of scrapers is not dropped (a dropped SYN costs the client 1 s)
 SERVER = f"sockdiag_exporter/{__version__}".encode()
@@ -386,7 +387,7 @@ class Server:
         self._crowd = 0  # most connections open at once since the last trim
         self.socket = sock if sock is not None else _listen(listen_address)
         self.socket.setblocking(False)
-        app.on_collecting = self._collecting
+        app.on_busy = self._collecting
 
     @property
     def security(self) -> WebSecurity:
@@ -469,7 +470,8 @@ class Server:
         self._set_accepting()
 
     def _collecting(self, busy: bool):
-        """A collection started (busy) or ended: new connections wait (COLLECTION_PAUSE at most) meanwhile."""
+        """A collection started (busy) or its first body is ready: new connections wait (COLLECTION_PAUSE at most)
+        meanwhile."""
         if busy and self._paused is None:
             self._paused = self._loop.call_later(COLLECTION_PAUSE, self._collecting, False)
         elif not busy and self._paused is not None:

@@ -149,19 +149,23 @@ class App:
         self._pool = ThreadPoolExecutor(RENDER_THREADS, thread_name_prefix="render")
         self._flying: Optional[_Flight] = None  # the collection in flight
         self._latest: Optional[_Flight] = None  # the last one that succeeded
-        self.on_collecting: Callable[[bool], None] = lambda busy: None  # told on the loop when a collection starts/ends
+        # told on the loop when a collection starts (True) and when the first body made from it is ready (False)
+        self.on_busy: Callable[[bool], None] = lambda busy: None
 
     async def metrics(self, fmt: Format, gzipped: bool, names: Optional[FrozenSet[str]] = None) -> bytes:
         """The encoded (and gzipped) body of the current collection, each (format, gzip) encoded once for it."""
         flight = self._current()
         families = await asyncio.shield(flight.families)  # a client that leaves does not cancel the others' body
-        if names is not None:  # keyed by client text: not shared, not remembered
-            return await self._run(_encode, fmt, restrict(families, names), gzipped)
-        key = (fmt, gzipped)
-        body = flight.bodies.get(key)
-        if body is None:
-            body = flight.bodies[key] = asyncio.ensure_future(self._run(_encode, fmt, families, gzipped))
-        return await asyncio.shield(body)
+        try:
+            if names is not None:  # keyed by client text: not shared, not remembered
+                return await self._run(_encode, fmt, restrict(families, names), gzipped)
+            key = (fmt, gzipped)
+            body = flight.bodies.get(key)
+            if body is None:
+                body = flight.bodies[key] = asyncio.ensure_future(self._run(_encode, fmt, families, gzipped))
+            return await asyncio.shield(body)
+        finally:
+            self._idle(flight)
 
     async def page(self, collect: bool = True) -> bytes:
         return await self._run(self.landing, self.telemetry_path, collect)
@@ -177,16 +181,23 @@ class App:
             return latest
         flight = self._flying = _Flight(asyncio.ensure_future(self._run(lambda: list(self.registry.collect()))))
         flight.families.add_done_callback(lambda done: self._landed(flight, done))
-        self.on_collecting(True)
+        self.on_busy(True)
         return flight
 
     def _landed(self, flight: "_Flight", done: asyncio.Future) -> None:
         self._flying = None
-        self.on_collecting(False)
         if not done.cancelled() and done.exception() is None:
             ended = time.monotonic()
             flight.reusable_until = ended + (ended - flight.started)
             self._latest = flight
+        else:
+            self._idle(flight)
+
+    def _idle(self, flight: "_Flight") -> None:
+        """The flight's first body is ready (or it failed): the server may take new connections again."""
+        if flight.busy:
+            flight.busy = False
+            self.on_busy(False)
 
     def _run(self, fn, *args):
         return asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
@@ -198,13 +209,14 @@ class App:
 class _Flight:
     """One collection: its families (a future), the bodies encoded from them, and until when it may be reused."""
 
-    __slots__ = ("families", "bodies", "started", "reusable_until")
+    __slots__ = ("families", "bodies", "started", "reusable_until", "busy")
 
     def __init__(self, families: asyncio.Future):
         self.families = families
         self.bodies: Dict[Tuple[Format, bool], asyncio.Future] = {}  # the fixed set: four at most
         self.started = time.monotonic()
         self.reusable_until = 0.0
+        self.busy = True  # until its first body is ready
 
 
 def _encode(fmt: Format, families: List[Metric], gzipped: bool) -> bytes:
