@@ -116,6 +116,8 @@ class Scraper:
         sparse (every namespace but the exporter's own): zero-valued series and the kernel-wide facts (handler
         availability, data source) are left out, so that a hundred pods do not make a hundred copies of them.
         """
+        for _, ctx, _, _ in targets:
+            ctx.begin()
         tasks = [(target, col) for target in targets for col in plan.collectors]
         order = sorted(range(len(tasks)), key=lambda i: tasks[i][1].weight, reverse=True)
         done = plan.workers.run([(tasks[i][0][0], partial(_timed, tasks[i][1], tasks[i][0][1])) for i in order])

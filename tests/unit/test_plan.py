@@ -36,3 +36,45 @@ def test_an_idle_plan_closes_at_once_and_the_current_one_only_at_shutdown():
     assert new.closed == 0
     holder.close()
     assert new.closed == 1
+
+
+def test_collectors_asking_for_the_same_records_in_one_collection_share_one_dump():
+    """tcp's listener dump and flows' are the very same request: in one collection (begun by the scraper) the
+    second asker gets the first one's records; the next collection dumps again; outside a collection nothing is
+    shared; a failed dump is not shared."""
+    from sockdiag_exporter.collectors.base import Context
+    from sockdiag_exporter.diag import requests
+
+    asked = []
+
+    class Diag:
+        fail = False
+
+        def records(self, request, layout, what, extract):
+            asked.append(what)
+            if Diag.fail:
+                raise OSError("gone")
+            return [len(asked)]
+
+        def close(self):
+            pass
+
+    ctx = Context(Diag)
+    request = requests.inet(2, 6, requests.LISTEN_STATES, True)
+
+    def ask(what):
+        return ctx.records(request, requests.INET_LAYOUT, what, requests.inet_listener)
+
+    assert ask("a") == [1] and ask("b") == [2]  # no collection begun: each asks
+    ctx.begin()
+    assert ask("tcp") == [3] and ask("flows") == [3] and asked[-1] == "tcp"
+    ctx.begin()
+    assert ask("flows") == [4] and ask("tcp") == [4] and len(asked) == 4
+    ctx.begin()
+    Diag.fail = True
+    for what in ("tcp", "flows"):
+        try:
+            ask(what)
+        except OSError:
+            pass
+    assert asked[-2:] == ["tcp", "flows"]  # the failure was not handed on: flows asked itself

@@ -54,6 +54,7 @@ class Context:
         self._all: List[DiagSocket] = []
         self._background: Dict[str, object] = {}  # name -> an object with close()
         self.kept: Dict[str, object] = {}  # one collector's own key each: collectors may run at once
+        self._shared: Optional[Dict[tuple, "_Once"]] = None  # records asked for in this collection (once begun)
 
     def now(self) -> float:
         """Monotonic seconds, from the context's clock."""
@@ -63,9 +64,34 @@ class Context:
         """The tally of one dump; raises DiagUnsupported, from memory while the last refusal is recent."""
         return self._ask(request, lambda diag: diag.dump(request, layout, what, detail))
 
+    def begin(self) -> None:
+        """A collection starts here: what the last one shared (records) is forgotten."""
+        with self._lock:
+            self._shared = {}
+
     def records(self, request: bytes, layout: Layout, what: str, extract) -> list:
-        """One record per socket of a (small) dump, see DiagSocket.records."""
-        return self._ask(request, lambda diag: diag.records(request, layout, what, extract))
+        """One record per socket of a (small) dump, see DiagSocket.records. Collectors that ask for the very same
+        records in one collection (tcp's listener dump and flows') share one dump: with 100 namespaces of 1,000
+        sockets the second one was 14% of the collection's Python time. A failed dump is not shared: the next
+        caller asks itself (and gets an exception of its own)."""
+        if self._shared is None:  # used outside a collection (tests, tools): nothing is shared
+            return self._ask(request, lambda diag: diag.records(request, layout, what, extract))
+        key = (request, layout, extract)
+        with self._lock:
+            once = self._shared.get(key)
+            first = once is None
+            if first:
+                once = self._shared[key] = _Once()
+        if not first:
+            once.done.wait()
+            if once.ok:
+                return once.value
+        try:
+            once.value = self._ask(request, lambda diag: diag.records(request, layout, what, extract))
+            once.ok = True
+            return once.value
+        finally:
+            once.done.set()
 
     def decode(self, request: bytes, what: str, make_decoder):
         """One dump through a decoder of the caller's (make_decoder(seq)), see DiagSocket.decode."""
@@ -133,6 +159,17 @@ class Context:
             for obj in self._background.values():
                 obj.close()
             self._background.clear()
+
+
+class _Once:
+    """One shared dump's records: ok once they are there, done once its first caller finished (or failed)."""
+
+    __slots__ = ("done", "ok", "value")
+
+    def __init__(self):
+        self.done = threading.Event()
+        self.ok = False
+        self.value = None
 
 
 class Collector:
