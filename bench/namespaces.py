@@ -62,6 +62,7 @@ def measure(count: int, per_namespace: int, repeat: int, child_ehash: int = -1, 
         if baseline:
             variants.append((f"{count} namespaces, baseline", [f"--config.file={config}"], baseline))
         urls = {}
+        fresh_after = {label: 0.0 for label, _, _ in variants}
         for index, (label, args, tree) in enumerate(variants):  # all started first, then measured round by round
             port = PORT + index
             daemons.append(subprocess.Popen(
@@ -70,13 +71,14 @@ def measure(count: int, per_namespace: int, repeat: int, child_ehash: int = -1, 
             urls[label] = f"http://127.0.0.1:{port}/metrics"
             for _ in range(300):
                 try:
+                    started = time.monotonic()
                     scrape(urls[label])
+                    fresh_after[label] = time.monotonic() + (time.monotonic() - started)
                     break
                 except OSError:
                     time.sleep(0.1)
         times = {label: [] for label in urls}
         bodies = {}
-        fresh_after = {label: 0.0 for label in urls}
         for _ in range(repeat):
             for label, url in urls.items():
                 # a scrape sooner than a collection's duration after it ended would be served it again

@@ -21,7 +21,7 @@ from .diag.netlink import DiagStats
 from .namespaces import CannotEnter, NamespaceGone, NamespaceSet, open_door
 from .plan import Plan, PlanHolder
 from .singleflight import SingleFlight
-from .workers import EnterError
+from .workers import EnterError, WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -118,10 +118,18 @@ class Scraper:
         """
         for _, ctx, _, _ in targets:
             ctx.begin()
-        tasks = [(target, col) for target in targets for col in plan.collectors]
-        order = sorted(range(len(tasks)), key=lambda i: tasks[i][1].weight, reverse=True)
-        done = plan.workers.run([(tasks[i][0][0], partial(_timed, tasks[i][1], tasks[i][0][1])) for i in order])
-        outcome = dict(zip(order, done))
+        n = len(plan.collectors)
+        if len(targets) > plan.workers.size:
+            # Namespaces enough to keep every worker busy: one task each (every collector in turn), a setns and a
+            # task object per namespace instead of per collector (100 namespaces: 1,600 tasks a collection).
+            done = plan.workers.run([(door, partial(_every, plan.collectors, ctx)) for door, ctx, _, _ in targets])
+            outcome = {t * n + c: value[c] if ok else (False, value)
+                       for t, (ok, value) in enumerate(done) for c in range(n)}
+        else:  # a few targets: collector by collector, the biggest pieces first
+            tasks = [(target, col) for target in targets for col in plan.collectors]
+            order = sorted(range(len(tasks)), key=lambda i: tasks[i][1].weight, reverse=True)
+            done = plan.workers.run([(tasks[i][0][0], partial(_timed, tasks[i][1], tasks[i][0][1])) for i in order])
+            outcome = dict(zip(order, done))
         results = []
         for t, (_, _, where, sparse) in enumerate(targets):
             merged: Dict[m.Metric, list] = {}
@@ -268,6 +276,11 @@ def _importance(collected) -> tuple:
     drops = any(value for _, value in samples.get(m.MEMORY[-1], ()))  # sockdiag_dropped_packets
     sockets = sum(value for _, value in samples.get(m.SOCKETS, ()))
     return not (full or drops), -sockets, ns.label
+
+
+def _every(collectors, ctx: Context) -> List[Tuple[bool, object]]:
+    """(True, _timed(...)) or (False, the exception) of every collector in ctx, one after another."""
+    return [WorkerPool.call(partial(_timed, col, ctx)) for col in collectors]
 
 
 def _timed(col: Collector, ctx: Context) -> Tuple[Samples, float]:

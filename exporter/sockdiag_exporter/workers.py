@@ -64,7 +64,7 @@ class WorkerPool:
     def run(self, tasks: Sequence[Tuple[Optional[Door], Callable]]) -> List[Tuple[bool, object]]:
         """(True, fn()) or (False, the exception) of every task, in the order given."""
         if self._executor is None:
-            return [self._call(fn) for _, fn in tasks]
+            return [self.call(fn) for _, fn in tasks]
         futures = [self._executor.submit(self._in, door or self._own, fn) for door, fn in tasks]
         return [future.result() for future in futures]
 
@@ -74,10 +74,10 @@ class WorkerPool:
                 code = ctypes.get_errno()
                 return False, EnterError(code, os.strerror(code))
             self._where.inode = door.inode
-        return self._call(fn)
+        return self.call(fn)
 
     @staticmethod
-    def _call(fn: Callable) -> Tuple[bool, object]:
+    def call(fn: Callable) -> Tuple[bool, object]:
         try:
             return True, fn()
         except Exception as e:  # the caller decides what a failure costs

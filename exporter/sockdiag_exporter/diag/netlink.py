@@ -100,16 +100,19 @@ class DiagSocket:
     Not thread-safe: one dump at a time. After any failure the socket is closed (it may still hold the rest of
     the failed dump) and the next dump opens a new one. connect(receive_buffer, timeout) opens it: the kernel's
     netlink by default, a recorded conversation in replay tests. min_run=0 switches the decoders' run path off.
+    pipelined=False receives every datagram in the decoding thread (no receiver thread: where other threads keep
+    the cores busy anyway).
     """
 
     def __init__(self, receive_buffer: int = 1 << 20, timeout: float = 10.0, retries: int = 3,
-                 stats: DiagStats = None, connect=open_netlink, min_run: int = MIN_RUN):
+                 stats: DiagStats = None, connect=open_netlink, min_run: int = MIN_RUN, pipelined: bool = True):
         self.receive_buffer = receive_buffer
         self.timeout = timeout
         self.retries = retries
         self.stats = stats if stats is not None else DiagStats()
         self.connect = connect
         self.min_run = min_run
+        self.pipelined = pipelined
         self._sock = None
         self._seq = 0
 
@@ -169,7 +172,7 @@ class DiagSocket:
             sock.send(header + request)
             buf, mv, u32 = ring.buffers[0]
             n = self._received(sock.recv_into(buf, RECEIVE_SIZE, socket.MSG_TRUNC), what)
-            if not _ends_dump(buf, n, seq):
+            if self.pipelined and not _ends_dump(buf, n, seq):
                 receiver = _Receiver(sock, ring.buffers[1:], seq)
             while not decoder.feed(mv, u32, n):
                 if receiver is None:  # the end was not where the kernel puts it: read on in this thread
