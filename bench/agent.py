@@ -124,8 +124,12 @@ def get(url: str, source: str = "") -> float:
 
 
 def dumps(url: str) -> float:
+    """The dump counter, from a scrape with a collection of its own; returns once the next scrape will have one too
+    (a collection serves the scrapes that follow it for as long again as it took)."""
+    started = time.monotonic()
     for line in urllib.request.urlopen(url, timeout=120).read().decode().splitlines():
         if line.startswith("sockdiag_netlink_dumps_total "):
+            time.sleep(time.monotonic() - started)
             return float(line.split()[1])
     raise RuntimeError("no sockdiag_netlink_dumps_total")
 
@@ -147,6 +151,7 @@ def concurrent(url: str, n: int) -> dict:
         t.start()
     for t in threads:
         t.join()
+    time.sleep(max(times))  # out of the burst's collection's reuse window
     after = dumps(url)  # a collection of its own, as is `before`'s: one set of dumps to take out
     dumps_taken = after - before - per_collection
     return {"slowest": max(times), "scrapes": n, "dumps": dumps_taken, "dumps_per_collection": per_collection,
