@@ -19,7 +19,6 @@ import logging
 import re
 import socket
 import ssl
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -44,10 +43,6 @@ BUSY_DELAY = 1.0  # a 429 (rate limit, full bcrypt queue) waits this long: 200 b
 TRIM_AFTER = 64  # connections open at once after which, once they are gone, freed heap goes back to the kernel
 LINGER_SECONDS = 1.0  # after an error answer, read what the client still sends for this long before closing
 ACCEPT_BATCH = 64  # connections accepted per wake-up of the loop
-# The render thread gives up the GIL at every netlink recv and must win it back from the event-loop thread; with
-# Python's default 5 ms a busy loop (a flood answered 429 at 2,300 requests a second) made scrapes take 26 ms at the
-# median instead of 8; with 0.5 ms, 15 (bench/attack.py, before 429s were delayed).
-GIL_SWITCH_INTERVAL = 0.0005
 # While a collection and its first body are made, new connections wait in the listening socket's backlog, this long
 # at most: the collection thread and the event loop take turns on one GIL, and a loop busy with a flood of new
 # connections made a small collection take 3x as long (radamsa at 3,100 requests a second: legitimate scrapes 6.7 ->
@@ -401,7 +396,6 @@ class Server:
 
     # -- lifecycle
     def start(self) -> threading.Thread:
-        sys.setswitchinterval(GIL_SWITCH_INTERVAL)
         ready = threading.Event()
 
         def run():
