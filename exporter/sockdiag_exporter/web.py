@@ -382,7 +382,7 @@ class Server:
         self._crowd = 0  # most connections open at once since the last trim
         self.socket = sock if sock is not None else _listen(listen_address)
         self.socket.setblocking(False)
-        app.on_busy = self._collecting
+        app.on_busy = self._busy
 
     @property
     def security(self) -> WebSecurity:
@@ -463,11 +463,11 @@ class Server:
         self._backing_off = False
         self._set_accepting()
 
-    def _collecting(self, busy: bool):
+    def _busy(self, busy: bool):
         """A collection started (busy) or its first body is ready: new connections wait (COLLECTION_PAUSE at most)
         meanwhile."""
         if busy and self._paused is None:
-            self._paused = self._loop.call_later(COLLECTION_PAUSE, self._collecting, False)
+            self._paused = self._loop.call_later(COLLECTION_PAUSE, self._busy, False)
         elif not busy and self._paused is not None:
             self._paused.cancel()
             self._paused = None
