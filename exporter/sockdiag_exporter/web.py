@@ -476,15 +476,15 @@ class Server:
         self._set_accepting()
 
     def _set_accepting(self):
-        """Watch the listening socket unless backing off or paused for a collection; a backlog that waited meanwhile
-        is accepted at once."""
+        """Watch the listening socket unless backing off or paused for a collection (a backlog that waited meanwhile
+        makes it readable at once: no accept of our own, which beside the reader's would close two idle
+        connections for one newcomer at the fd limit)."""
         wanted = not self._backing_off and self._paused is None
         if wanted == self._accepting:
             return
         self._accepting = wanted
         if wanted:
             self._loop.add_reader(self.socket.fileno(), self._accept)
-            self._loop.call_soon(self._accept)
         else:
             self._loop.remove_reader(self.socket.fileno())
 
