@@ -74,8 +74,11 @@ class Context:
         records in one collection (tcp's listener dump and flows') share one dump: with 100 namespaces of 1,000
         sockets the second one was 14% of the collection's Python time. A failed dump is not shared: the next
         caller asks itself (and gets an exception of its own)."""
-        if self._shared is None:  # used outside a collection (tests, tools): nothing is shared
+        def dump() -> list:
             return self._ask(request, lambda diag: diag.records(request, layout, what, extract))
+
+        if self._shared is None:  # used outside a collection (tests, tools): nothing is shared
+            return dump()
         key = (request, layout, extract)
         with self._lock:
             once = self._shared.get(key)
@@ -87,7 +90,7 @@ class Context:
             if once.ok:
                 return once.value
         try:
-            once.value = self._ask(request, lambda diag: diag.records(request, layout, what, extract))
+            once.value = dump()
             once.ok = True
             return once.value
         finally:
