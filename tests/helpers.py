@@ -235,7 +235,7 @@ def make_scraper(config: dict = None, collectors=(), make_diag=None, proc=None) 
             return diag
 
         plan = plan._replace(own=Context(counted if make_diag else own.make_diag, options=own.options, proc=proc,
-                                         parallel=own.parallel_dumps))
+                                         share=own.share))
     return Scraper(plan, stats)
 
 

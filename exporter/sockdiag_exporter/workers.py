@@ -11,7 +11,7 @@ one after another, as they always did.
 import ctypes
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
 from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
 
 CLONE_NEWNET = 0x40000000
@@ -48,32 +48,107 @@ def usable_cpus() -> int:
     return max(1, cpus)
 
 
+class _Task:
+    """One task for the workers: pending until a worker (or, taken back, its sharer) runs it."""
+
+    __slots__ = ("door", "fn", "started", "result", "done")
+
+    def __init__(self, door: Door, fn: Callable):
+        self.door, self.fn = door, fn
+        self.started = False
+        self.result = None
+        self.done = threading.Event()
+
+
 class WorkerPool:
-    """size threads that run tasks, each task (door, fn) in the namespace behind door (None: the exporter's own)."""
+    """size threads that run tasks, each task (door, fn) in the namespace behind door (None: the exporter's own).
+
+    One queue: a collection's tasks at its back, in the order given (the heaviest first); tasks shared from a
+    running task (share: a collector's parallel dumps) at its front, so that an idle worker takes them before the
+    next collector (2 cores, 100k sockets: the IPv6 dump waited behind every small collector, 0.085 s a
+    collection, against ... with the front)."""
 
     def __init__(self, size: int, namespaces: bool):
         self.size = size
         self._own = None
-        self._executor = None
+        self._queue = None
         if size > 1 or namespaces:  # namespaces need threads of their own to enter them, even one
             self._own = Door(os.stat("/proc/thread-self/ns/net").st_ino,
                              os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC))
-            self._executor = ThreadPoolExecutor(size, thread_name_prefix="collect")
+            self._queue: deque = deque()
+            self._ready = threading.Condition()
+            self._closed = False
+            self._threads: List[threading.Thread] = []
         self._where = threading.local()
 
     def run(self, tasks: Sequence[Tuple[Optional[Door], Callable]]) -> List[Tuple[bool, object]]:
         """(True, fn()) or (False, the exception) of every task, in the order given."""
-        if self._executor is None:
+        if self._queue is None:
             return [self.call(fn) for _, fn in tasks]
-        futures = [self._executor.submit(self._in, door or self._own, fn) for door, fn in tasks]
-        return [future.result() for future in futures]
+        queued = self._put([_Task(door or self._own, fn) for door, fn in tasks], front=False)
+        for task in queued:
+            task.done.wait()
+        return [task.result for task in queued]
+
+    def share(self, fns: Sequence[Callable]) -> List[Tuple[bool, object]]:
+        """(True, fn()) or (False, the exception) of every fn, in order: the first run here, the others offered to
+        the idle workers first, in this thread's namespace. What no worker has started when this thread is done with
+        the first is taken back and run here too, so a task that shares never waits for a worker that is not running
+        its part (no deadlock, however many share at once), and no thread is started for it."""
+        if self._queue is None or len(fns) < 2:
+            return [self.call(fn) for fn in fns]
+        door = getattr(self._where, "door", self._own)
+        queued = self._put([_Task(door, fn) for fn in fns[1:]], front=True)
+        results = [self.call(fns[0])]
+        for task in queued:
+            with self._ready:
+                mine = not task.started
+                if mine:
+                    task.started = True
+                    self._queue.remove(task)
+            if mine:
+                results.append(self.call(task.fn))
+            else:
+                task.done.wait()
+                results.append(task.result)
+        return results
+
+    def _put(self, tasks: List[_Task], front: bool) -> List[_Task]:
+        with self._ready:
+            if front:
+                self._queue.extendleft(reversed(tasks))
+            else:
+                self._queue.extend(tasks)
+            # workers start on first use, as many as there are tasks for, up to size
+            for _ in range(min(len(self._queue), self.size - len(self._threads))):
+                thread = threading.Thread(target=self._work, name=f"collect_{len(self._threads)}", daemon=True)
+                self._threads.append(thread)
+                thread.start()
+            self._ready.notify(len(tasks))
+        return tasks
+
+    def _work(self) -> None:
+        while True:
+            with self._ready:
+                while not self._queue and not self._closed:
+                    self._ready.wait()
+                if not self._queue:  # closed, and nothing left to run
+                    return
+                task = self._queue.popleft()
+                task.started = True
+            try:
+                task.result = self._in(task.door, task.fn)
+            except BaseException as e:  # handed to whoever waits for it, never lost with the thread
+                task.result = (False, e)
+            finally:
+                task.done.set()
 
     def _in(self, door: Door, fn: Callable) -> Tuple[bool, object]:
-        if getattr(self._where, "inode", self._own.inode) != door.inode:
+        if getattr(self._where, "door", self._own).inode != door.inode:
             if _libc.setns(door.fd, CLONE_NEWNET) != 0:  # refused: the thread stays where it was
                 code = ctypes.get_errno()
                 return False, EnterError(code, os.strerror(code))
-            self._where.inode = door.inode
+            self._where.door = door
         return self.call(fn)
 
     @staticmethod
@@ -84,6 +159,8 @@ class WorkerPool:
             return False, e
 
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=False)
+        if self._queue is not None:
+            with self._ready:
+                self._closed = True
+                self._ready.notify_all()
             os.close(self._own.fd)

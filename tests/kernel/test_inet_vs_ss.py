@@ -231,3 +231,60 @@ def test_thousands_of_sockets_stream_through_many_buffers_like_ss(netns, monkeyp
     assert nonzero(fast) == nonzero(slow) == theirs
     assert theirs["established"][0] == 5200 and theirs["time_wait"][0] == 100
     assert theirs["established"][1] > 0
+
+
+def test_split_dumps_on_the_workers_agree_with_one_dump_on_one_worker(netns, monkeypatch):
+    """A TCP family with many TIME_WAIT sockets among its others is dumped in two parts from the next collection on
+    (full sockets; minisockets), the parts and the other family at once on the collection's workers
+    (WorkerPool.share): the same samples as one dump per family on one worker, and ss agrees."""
+    from sockdiag_exporter.collectors import inet
+
+    monkeypatch.setattr(inet, "SPLIT_MIN", 256)  # the bench's shares, without its 100k sockets
+
+    def work():
+        for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+            server = socket.socket(family)
+            server.bind((host, 0))
+            server.listen(512)
+            netns.keep.append(server)
+            for i in range(400 if family == socket.AF_INET else 100):
+                c = socket.create_connection(server.getsockname()[:2])
+                s, _ = server.accept()
+                if family == socket.AF_INET and i % 4 == 0:
+                    c.close()  # client closes first: time_wait, interleaved with the others in the hash
+                    s.close()
+                    continue
+                if i % 7 == 1:
+                    c.send(b"q" * i)
+                netns.keep.extend([c, s])
+
+    netns.run(work)
+    settle(netns)
+    dumped = []
+    original = inet.InetCollector._dump
+    monkeypatch.setattr(inet.InetCollector, "_dump",
+                        lambda self, ctx, fam, states, *rest: dumped.append((fam[1], states))
+                        or original(self, ctx, fam, states, *rest))
+
+    def collections(workers: int):
+        """The tcp samples of a first collection (one dump per family) and a second one (IPv4 split)."""
+        scraper = netns.run(lambda: make_scraper({"collection": {"workers": workers}}, ["tcp"]))
+        return [{k: v for k, v in Exposition(netns.run(lambda: render(scraper))).samples.items()
+                 if dict(k[1]).get("protocol") == "tcp" or "ephemeral" in k[0] or "timewait" in k[0]
+                 or "listener" in k[0]} for _ in range(2)]
+
+    one, one_split = collections(1)
+    one_dumps = list(dumped)
+    dumped.clear()
+    shared, shared_split = collections(4)
+    assert one_split == one == shared == shared_split
+    theirs = ss_by_state(netns.ss("-t", "-a", "-4"), "close")
+    assert theirs["time_wait"][0] == 100 and theirs["established"][0] == 600
+    assert {k: v for k, v in shared_split.items() if k[0] == "sockdiag_sockets" and ("family", "inet") in k[1]
+            and v} == {("sockdiag_sockets", (("family", "inet"), ("protocol", "tcp"), ("socket_type", "stream"),
+                                             ("state", state))): float(row[0]) for state, row in theirs.items()}
+    # both runs split IPv4 from their second collection on (its TIME_WAIT share: 100 of 700), never IPv6
+    for dumps in (one_dumps, dumped):
+        assert [states for family, states in dumps if family == "inet"] == [
+            inet.ALL_BUT_LISTEN, inet.ALL_BUT_LISTEN & ~inet.MINISOCKETS, inet.ALL_BUT_LISTEN & inet.MINISOCKETS]
+        assert [states for family, states in dumps if family == "inet6"] == [inet.ALL_BUT_LISTEN] * 2

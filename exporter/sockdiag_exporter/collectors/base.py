@@ -2,6 +2,7 @@
 
 import threading
 import time
+from functools import partial
 from typing import Callable, Dict, List, Optional, Tuple
 
 from .. import metrics as m
@@ -31,9 +32,10 @@ class Context:
     background objects collectors keep there (a destroy-event subscriber), closed with it, and what they keep there
     from one collection to the next (kept: name -> value, e.g. the last ephemeral-port analysis).
 
-    Dumps may run at once (parallel collection, and a collector's own parallel dumps): each takes a diag socket of
-    its own from a small pool that grows to the most dumps run at once in this namespace. Sockets open in the
-    calling thread's network namespace, which is this context's by construction.
+    Dumps may run at once (parallel collection, and a collector's own parallel dumps through share, a
+    WorkerPool.share, or None for one after another): each takes a diag socket of its own from a small pool that
+    grows to the most dumps run at once in this namespace. Sockets open in the calling thread's network namespace,
+    which is this context's by construction.
 
     A dump the kernel has no handler for is not asked again for recheck_unsupported seconds: on kernels with
     loadable modules each such request makes the kernel try modprobe.
@@ -41,12 +43,12 @@ class Context:
 
     def __init__(self, make_diag: Callable[[], DiagSocket], recheck_unsupported: float = 300.0,
                  options: Options = DEFAULT_OPTIONS, proc: Optional[ProcNet] = None, clock=time.monotonic,
-                 parallel: bool = False):
+                 share: Optional[Callable[[list], list]] = None):
         self.make_diag = make_diag
         self.proc = proc or ProcNet()
         self.recheck_unsupported = recheck_unsupported
         self.options = options
-        self.parallel_dumps = parallel
+        self.share = share
         self._clock = clock
         self._unsupported: Dict[bytes, Tuple[float, str]] = {}  # request -> (ask again after, the refusal)
         self._lock = threading.Lock()
@@ -101,25 +103,12 @@ class Context:
         return self._ask(request, lambda diag: diag.decode(request, what, make_decoder))
 
     def each(self, fn, items) -> list:
-        """[fn(item) for item in items], at once on threads of their own when parallel dumps are on (they enter
-        this context's namespace too: a thread starts in its creator's); the first exception raised is raised."""
+        """[fn(item) for item in items], at once on the collection's idle workers when parallel dumps are on
+        (WorkerPool.share: in this context's namespace); the first exception raised is raised."""
         items = list(items)
-        if not self.parallel_dumps or len(items) < 2:
+        if self.share is None:
             return [fn(item) for item in items]
-        results = [None] * len(items)
-
-        def run(index):
-            try:
-                results[index] = (True, fn(items[index]))
-            except BaseException as e:  # handed to the caller
-                results[index] = (False, e)
-
-        threads = [threading.Thread(target=run, args=(i,), name="dump") for i in range(1, len(items))]
-        for thread in threads:
-            thread.start()
-        run(0)
-        for thread in threads:
-            thread.join()
+        results = self.share([partial(fn, item) for item in items])
         for ok, value in results:
             if not ok:
                 raise value
