@@ -493,3 +493,36 @@ def test_destroy_events(datagrams, batched):
             decoder.feed(memoryview(bytearray(data) + bytes(64)), 0, len(data))
     expected = reference.decode_events(datagrams, LISTENING, RTT_BOUNDS, FLOW_GROUPS)
     assert flows_ours(decoder.tally, len(FLOW_GROUPS)) == expected
+
+
+def summed(x, y):
+    """Two reference results' tallies added up, table by table (what Tally.merge must give)."""
+    def add(a, b):
+        if isinstance(a, list):
+            return [add(p, q) for p, q in zip(a, b)]
+        return a + b
+
+    tables = []
+    for a, b in zip(x[:7], y[:7]):  # rows, hist, groups, cgroups, minisockets, remotes, locals
+        total = dict(a)
+        for key, value in b.items():
+            total[key] = add(total[key], value) if key in total else value
+        tables.append(total)
+    return tables
+
+
+@SETTINGS
+@given(dumps("inet", require=("cgroup",)), dumps("inet"), MIN_RUNS, ENDPOINTS)
+def test_merged_tallies_of_two_dumps_are_their_sum(first, second, min_run, endpoints):
+    """A dump made in parts (tcp's full sockets, then its minisockets) merges into one tally: every table summed."""
+    detail, sets = endpoint_detail(INET_DETAIL._replace(cgroup_attr=dm.INET_DIAG_CGROUP_ID), endpoints)
+    request = reference.Request("inet", False, detail.bounds, GROUPS, True, True, sets["ephemeral"],
+                                detail.local_state, sets["local_ports"])
+    tallies = []
+    for buffers, padding in (first, second):
+        decoder = counting_decoder(requests.INET_LAYOUT, SEQ, "test", detail, min_run)
+        feed_all(decoder, buffers, padding)
+        tallies.append(decoder.tally)
+    merged = ours(tallies[0].merge(tallies[1]), len(GROUPS))
+    expected = summed(reference.decode(request, first[0], SEQ), reference.decode(request, second[0], SEQ))
+    assert list(merged) == expected
