@@ -66,9 +66,9 @@ class WorkerPool:
     One queue: a collection's tasks at its back, in the order given (the heaviest first); tasks shared from a
     running task (share: a collector's parallel dumps) at its front, so that an idle worker takes them before the
     next collector, and a sharer waiting for its parts helps with the queue. Measured (2 cores, 100k sockets, full
-    scrape against the single-threaded TCP floor, one bench run each): a thread started per shared part 1.19×;
-    shared parts at the queue's front 1.22× (the IPv4 worker then waited for the IPv6 part); waiting sharers
-    helping 1.11×."""
+    scrape against the single-threaded TCP floor, one bench run each): shared parts at the queue's back 1.19× (a
+    noisy run), at its front 1.22× (the IPv4 worker then waited for the IPv6 part), waiting sharers helping
+    1.11×."""
 
     def __init__(self, size: int, namespaces: bool):
         self.size = size

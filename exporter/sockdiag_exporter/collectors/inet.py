@@ -236,9 +236,9 @@ def _worth_splitting(tally: Tally) -> bool:
     """Whether a TCP family's next dump is better made in two parts, the full sockets and the minisockets (TIME_WAIT
     and SYN_RECV): when the minisockets were at least 1/SPLIT_SHARE of at least SPLIT_MIN sockets. The kernel keeps
     both kinds in one hash, so a dump of all states interleaves their (shorter) messages with the others' and leaves
-    few runs (runs.py); two dumps walk the hash twice but each sends messages of one shape. Measured (2 cores,
-    the bench's 100k population, its IPv4 dump 24% TIME_WAIT): kernel time 28.7 ms -> 27.5 + 7.5, decoding 19.6 ms
-    -> ...; the two parts run at once."""
+    few runs (runs.py); two dumps walk the hash twice but each sends messages of one shape. Measured on the bench's
+    100k population (its IPv4 dump 24% minisockets; 2 cores): kernel time 28.7 ms -> 27.5 + 7.5, decoding (replayed)
+    19.7 ms -> 6.9 + 2.4; the two parts run at once."""
     total = sum(row[0] for row in tally.rows.values())
     minisockets = sum(tally.timewait.values()) + tally.rows.get(c.TCP_SYN_RECV, (0,))[0]
     return total >= SPLIT_MIN and minisockets * SPLIT_SHARE >= total

@@ -136,10 +136,9 @@ class Runs:
                 continue
             if single is not None:
                 sink.add(single, i, total)
-            else:
-                for key, value in zip(keys, col):
-                    if value:
-                        sink.add(key, i, value)
+            else:  # the non-zero values alone reach Python (most queues are empty)
+                for key, value in compress(zip(keys, col), col):
+                    sink.add(key, i, value)
             if self.bounds and i <= 2:
                 self._hist(keys, single, i - 1, col)
         if self.groups:
@@ -155,9 +154,8 @@ class Runs:
         """Bucket the non-zero values of one queue column (zeros go to bucket 0 at the end: fill_zero_buckets)."""
         bounds, sink = self.bounds, self.sink
         if single is None:
-            for key, value in zip(keys, col):
-                if value:
-                    sink.add_hist(key, index, bisect_left(bounds, value))
+            for key, value in compress(zip(keys, col), col):
+                sink.add_hist(key, index, bisect_left(bounds, value))
             return
         values = sorted(col.tolist())  # one key: count per bucket by bisecting the sorted column
         below = bisect_right(values, 0)
