@@ -179,12 +179,14 @@ class InetCollector(Collector):
 
     def _parts(self, ctx: Context) -> List[Tuple[tuple, int, bool]]:
         """(family, states, first part of the family) of every main dump of this collection: one per family, or two
-        for a TCP family whose last dump was worth splitting (_worth_splitting)."""
+        for a TCP family whose last dump was worth splitting (_worth_splitting). The minisockets' parts come last:
+        they are the smallest, and an idle worker takes the shared parts in this order (2 cores, 100k, same runs
+        against the families' parts in a row: full scrape 0.90 and 0.84 of its time, medians of 9 and 11 rounds)."""
         proto = self.protocol
         states = ALL_BUT_LISTEN if proto.listeners else requests.INET_ALL_STATES
         split = ctx.kept.get(SPLIT_KEY, ()) if proto.clients else ()
-        return [(fam, part, i == 0) for fam in FAMILIES for i, part in
-                enumerate((states & ~MINISOCKETS, states & MINISOCKETS) if fam[1] in split else (states,))]
+        return ([(fam, states & ~MINISOCKETS if fam[1] in split else states, True) for fam in FAMILIES]
+                + [(fam, states & MINISOCKETS, False) for fam in FAMILIES if fam[1] in split])
 
     def _dump(self, ctx: Context, fam: tuple, states: int, first: bool, layout, memory: bool, detail):
         """The I/O of one address family (or, not first, of a part of its states after the first part): (tally or
