@@ -58,8 +58,9 @@ def build_plan(config, stats: DiagStats, config_file: str = "") -> Plan:
 
     try:  # the pool's namespace file is closed if the plan cannot be built
         # With namespaces the workers collect several namespaces at once; a collector's own parallel dumps, and a
-        # receiving thread per dump, on top of that cost more than they gave (100 namespaces of 1,000 sockets:
-        # 0.67 s a collection with both, 0.53 without the former, 0.41 without either).
+        # receiving thread per dump, on top of that cost more than they gave (100 namespaces of 1,000 sockets, when
+        # those dumps were threads of their own: 0.67 s a collection with both, 0.53 without the former, 0.41
+        # without either), so their contexts do not share.
         namespaces = NamespaceSet(ns.named, ns.processes, ns.include, ns.exclude, ns.max_namespaces,
                                   lambda: context(False)) if ns.enabled else None
         features: Dict[str, bool] = dict(namespaces.enabled) if namespaces else {}
