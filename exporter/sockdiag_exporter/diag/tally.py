@@ -184,26 +184,19 @@ class Tally:
 
     def merge(self, other: "Tally") -> "Tally":
         """Add other's sockets (a dump of other states of the same sockets' family, filled) to this tally; self."""
-        for key, row in other.rows.items():
-            mine = self.row(key)
-            for i, value in enumerate(row):
-                mine[i] += value
+        for table, theirs in ((self.rows, other.rows), (self.groups, other.groups), (self.cgroups, other.cgroups),
+                              (self.locals, other.locals)):
+            for key, row in theirs.items():
+                mine = table.setdefault(key, [0] * len(row))
+                for i, value in enumerate(row):
+                    mine[i] += value
         for key, hist in other.hist.items():
             for mine, theirs in zip(self.buckets(key), hist):
                 for bucket, count in enumerate(theirs):
                     mine[bucket] += count
-        for table, theirs in ((self.groups, other.groups), (self.cgroups, other.cgroups)):
-            for packed, row in theirs.items():
-                mine = table.setdefault(packed, [0, 0, 0])
-                for i, value in enumerate(row):
-                    mine[i] += value
         for key, count in other.timewait.items():
             self.add_minisockets(key, count)
         self.remotes.update(other.remotes)
-        for endpoint, row in other.locals.items():
-            mine = self.locals.setdefault(endpoint, [0] * len(row))
-            for i, value in enumerate(row):
-                mine[i] += value
         return self
 
     def fill_zero_buckets(self) -> None:
