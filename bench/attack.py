@@ -486,9 +486,13 @@ def attacker_flood(args) -> dict:
 
 
 def attacker_hold(args) -> dict:
-    """Connections that never send a byte (to a TLS port: no ClientHello), from many addresses, held for a while."""
+    """Connections that never send a byte (to a TLS port: no ClientHello), from many addresses, held for a while;
+    with trickle, one more every trickle seconds while holding (a limit stays pressed: without newcomers, every
+    legitimate scrape that pushed one out leaves a descriptor free when it ends)."""
     held, refused = [], 0
-    for i in range(args["connections"]):
+
+    def connect(i):
+        nonlocal refused
         try:
             s = socket.socket()
             s.setblocking(False)
@@ -500,9 +504,16 @@ def attacker_hold(args) -> dict:
             held.append(s)
         except OSError:
             refused += 1
+
+    for i in range(args["connections"]):
+        connect(i)
         if i % 50 == 49:
             time.sleep(0.01)
-    time.sleep(args["seconds"])
+    end, trickle = time.monotonic() + args["seconds"], args.get("trickle", 0)
+    while trickle and time.monotonic() < end:  # bounded: seconds / trickle connections more
+        time.sleep(trickle)
+        connect(len(held))
+    time.sleep(max(0.0, end - time.monotonic()))
     closed = 0
     for s in held:
         try:
@@ -729,7 +740,8 @@ def attack_fd_limit(ctx):
 
     class Hold:
         def __init__(self):
-            self.attacker = Attacker("hold", connections=limit + 200, seconds=seconds, spread=False)
+            self.attacker = Attacker("hold", connections=limit + 200, seconds=seconds, spread=False,
+                                     trickle=0.05)
             self.thread = threading.Thread(target=self.watch)
             self.thread.start()
 
