@@ -8,7 +8,8 @@ import pytest
 from helpers import (Exposition, fill_send_queue, make_scraper, nonzero, render, scrape, settle, ss_by_state,
                      wait_until)
 
-from sockdiag_exporter.diag.netlink import DiagSocket
+from sockdiag_exporter.diag.mmsg import Vector
+from sockdiag_exporter.diag.netlink import RING, DiagSocket
 
 FAMILIES = [(socket.AF_INET, "inet", "127.0.0.1", "-4"), (socket.AF_INET6, "inet6", "::1", "-6")]
 IPPROTO_UDPLITE = 136
@@ -224,11 +225,26 @@ def test_thousands_of_sockets_stream_through_many_buffers_like_ss(netns, monkeyp
     fast = scrape(netns, "tcp").by_state(family="inet", protocol="tcp")
     assert sum(runs) > 2000  # thousands of messages went through the run path
     runs.clear()
-    slow = Exposition(netns.run(lambda: render(make_scraper(collectors=["tcp"], make_diag=lambda: DiagSocket(min_run=0)))))
-    slow = slow.by_state(family="inet", protocol="tcp")
+
+    def tcp_with(**diag):
+        exposition = Exposition(netns.run(lambda: render(make_scraper(collectors=["tcp"],
+                                                                      make_diag=lambda: DiagSocket(**diag)))))
+        return nonzero(exposition.by_state(family="inet", protocol="tcp"))
+
+    slow = tcp_with(min_run=0)
     assert not runs
+    # each receive path: several datagrams a recvmmsg() (the dumps run to 20 datagrams), and one a recv() beside
+    # a receiving thread
+    batches = []
+    receive = Vector.receive
+    monkeypatch.setattr(Vector, "receive", lambda self, *a: batches.append(receive(self, *a)) or batches[-1])
+    batched = tcp_with(pipelined=False)
+    assert max(batches) == RING
+    batches.clear()
+    pipelined = tcp_with(pipelined=True)
+    assert not batches
     theirs = ss_by_state(netns.ss("-t", "-a", "-4"), "close")
-    assert nonzero(fast) == nonzero(slow) == theirs
+    assert nonzero(fast) == slow == batched == pipelined == theirs
     assert theirs["established"][0] == 5200 and theirs["time_wait"][0] == 100
     assert theirs["established"][1] > 0
 

@@ -235,3 +235,35 @@ def test_an_out_of_range_error_code_is_a_diag_error():
     """Found by the fuzzer: NLMSG_ERROR carrying INT_MIN made os.strerror overflow."""
     with pytest.raises(DiagError, match="out of range"):
         decode(error(-2 ** 31))
+
+
+def paired(timeout=0.2, retries=1):
+    """A DiagSocket on one end of a datagram socketpair (a real socket: the batched path, recvmmsg), and the other
+    end, which plays the kernel."""
+    import socket
+
+    ours, kernel = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    ours.settimeout(timeout)
+    return DiagSocket(timeout=timeout, retries=retries, pipelined=False, connect=lambda size, t: ours), kernel
+
+
+def test_batched_receive_decodes_every_datagram_in_order():
+    """More datagrams than one recvmmsg takes (RING): every one decoded once, in order, up to NLMSG_DONE."""
+    from sockdiag_exporter.diag import netlink
+
+    diag, kernel = paired()
+    datagrams = [inet_msg(1, rq=i, seq=1) + inet_msg(8, seq=1) for i in range(2 * netlink.RING + 3)]
+    for datagram in datagrams + [done(seq=1)]:
+        kernel.send(datagram)
+    tally = diag.dump(requests.inet(2, 6), requests.INET_LAYOUT, "tcp")
+    assert tally.rows == {1: [len(datagrams), sum(range(len(datagrams))), 0], 8: [len(datagrams), 0, 0]}
+    kernel.send(inet_msg(1, seq=2))  # a second dump on the same socket, its end in the same datagram
+    kernel.send(inet_msg(1, seq=2) + done(seq=2))
+    assert diag.dump(requests.inet(2, 6), requests.INET_LAYOUT, "tcp").rows == {1: [2, 0, 0]}
+
+
+def test_batched_receive_times_out_when_the_dump_stops_coming():
+    diag, kernel = paired(timeout=0.05, retries=0)  # (a retry would open a new socket)
+    kernel.send(inet_msg(1, seq=1))  # and no NLMSG_DONE
+    with pytest.raises(DiagError, match="no reply from the kernel within 0.05 s"):
+        diag.dump(requests.inet(2, 6), requests.INET_LAYOUT, "tcp")

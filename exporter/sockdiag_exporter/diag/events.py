@@ -10,7 +10,6 @@ The thread holds no reference to its Subscriber: a subscriber that is dropped wi
 garbage-collected.
 """
 
-import ctypes
 import errno
 import logging
 import os
@@ -24,6 +23,7 @@ from typing import Optional
 from . import constants as c
 from .errors import from_errno
 from .flows import FlowDecoder, FlowTally
+from .mmsg import Vector, address
 
 log = logging.getLogger(__name__)
 
@@ -36,27 +36,6 @@ BATCH = 64  # datagrams per recvmmsg() call: 64 KiB of buffer per namespace
 # The receive buffer holds about 13,000 events at 8 MiB (1,280 bytes of kernel memory each).
 COALESCE = 0.005
 _SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
-_MSG_DONTWAIT = 0x40
-
-
-class _IoVec(ctypes.Structure):
-    _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
-
-
-class _MsgHdr(ctypes.Structure):
-    _fields_ = [("msg_name", ctypes.c_void_p), ("msg_namelen", ctypes.c_uint32), ("msg_iov", ctypes.POINTER(_IoVec)),
-                ("msg_iovlen", ctypes.c_size_t), ("msg_control", ctypes.c_void_p),
-                ("msg_controllen", ctypes.c_size_t), ("msg_flags", ctypes.c_int)]
-
-
-class _MMsgHdr(ctypes.Structure):
-    _fields_ = [("msg_hdr", _MsgHdr), ("msg_len", ctypes.c_uint)]
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_recvmmsg = _libc.recvmmsg
-_recvmmsg.argtypes = [ctypes.c_int, ctypes.POINTER(_MMsgHdr), ctypes.c_uint, ctypes.c_int, ctypes.c_void_p]
-_recvmmsg.restype = ctypes.c_int
 
 
 class Batch:
@@ -66,27 +45,13 @@ class Batch:
         self.count, self.slot = count, slot
         self.buf = bytearray(count * slot)
         self.view = memoryview(self.buf)
-        base = ctypes.addressof((ctypes.c_char * len(self.buf)).from_buffer(self.buf))
-        self._iov = (_IoVec * count)(*[_IoVec(base + i * slot, slot) for i in range(count)])
-        raw = bytearray(count * ctypes.sizeof(_MMsgHdr))
-        self._msgs = (_MMsgHdr * count).from_buffer(raw)
-        for i in range(count):
-            self._msgs[i].msg_hdr.msg_iov = ctypes.pointer(self._iov[i])
-            self._msgs[i].msg_hdr.msg_iovlen = 1
-        # msg_len of every slot as one strided column of u32 (read without a ctypes call per datagram)
-        words = memoryview(raw).cast("I")
-        step = ctypes.sizeof(_MMsgHdr) // 4
-        self.lengths = words[_MMsgHdr.msg_len.offset // 4 :: step]
+        base = address(self.buf)
+        self._vector = Vector([(base + i * slot, slot) for i in range(count)])
+        self.lengths = self._vector.lengths
 
     def receive(self, fd: int) -> int:
         """Datagrams received without waiting (0 if none); raises OSError (ENOBUFS after an overrun)."""
-        n = _recvmmsg(fd, self._msgs, self.count, _MSG_DONTWAIT, None)
-        if n < 0:
-            code = ctypes.get_errno()
-            if code in (errno.EAGAIN, errno.EWOULDBLOCK):
-                return 0
-            raise OSError(code, os.strerror(code))
-        return n
+        return self._vector.receive(fd)
 
 
 def open_subscriber(receive_buffer: int, groups=DESTROY_GROUPS) -> socket.socket:
@@ -139,8 +104,6 @@ def _drain(sock: socket.socket, wake: int, decoder: FlowDecoder, lock: threading
                 except OSError as e:
                     if e.errno == errno.ENOBUFS:
                         stats.overruns += 1
-                        continue
-                    if e.errno == errno.EINTR:
                         continue
                     raise
                 if not n:

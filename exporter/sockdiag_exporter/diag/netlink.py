@@ -1,6 +1,7 @@
 """Netlink I/O for sock_diag: one socket, dump requests out, receive buffers into a streaming decoder."""
 
 import errno
+import select
 import socket
 import struct
 import threading
@@ -10,6 +11,7 @@ from . import constants as c
 from .decoder import RecordDecoder, counting_decoder
 from .errors import DiagError, DiagInterrupted, DiagMalformed, DiagRetryable, from_errno
 from .layout import Layout
+from .mmsg import MSG_TRUNC, Vector, address
 from .runs import MIN_RUN
 from .tally import NO_DETAIL, Detail, Tally
 
@@ -17,11 +19,17 @@ _HDR = struct.Struct("=IHHII")
 _SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 
 RECEIVE_SIZE = 65536  # a dump's datagrams are at most 32 KiB: the kernel caps them at SKB_WITH_OVERHEAD(32768)
-RING = 4  # receive buffers per dump: how far the receiving thread may run ahead of the decoding one
+# Receive buffers per dump: how many datagrams one recvmmsg() takes, and how far a receiving thread may run ahead
+# of the decoding one. Each receive is a hand-over of the GIL between the collection's workers (a thread back from
+# the kernel waits for it): 2 cores, 100k sockets, same runs, full scrape with 1 datagram a receive against 4:
+# 0.070 -> 0.059 s; 4 -> 8: 0.062 -> 0.058 s (RSS 43.2 -> 43.7 MB: a ring per dump in flight); 8 -> 16: 0.062 ->
+# 0.060 s and +1.1 MB RSS.
+RING = 8
 
 
 class _Ring:
-    """The receive buffers of one dump in flight, each with its byte and u32 views."""
+    """The receive buffers of one dump in flight, each with its byte and u32 views, and a recvmmsg vector over
+    them all."""
 
     def __init__(self):
         self.buffers = []
@@ -29,6 +37,7 @@ class _Ring:
             buf = bytearray(RECEIVE_SIZE)
             mv = memoryview(buf)
             self.buffers.append((buf, mv, mv.cast("I")))
+        self.vector = Vector([(address(buf), RECEIVE_SIZE) for buf, _, _ in self.buffers])
 
 
 # Rings are shared by every DiagSocket (one per network namespace and parallel dump): one per dump in flight, so
@@ -100,8 +109,8 @@ class DiagSocket:
     Not thread-safe: one dump at a time. After any failure the socket is closed (it may still hold the rest of
     the failed dump) and the next dump opens a new one. connect(receive_buffer, timeout) opens it: the kernel's
     netlink by default, a recorded conversation in replay tests. min_run=0 switches the decoders' run path off.
-    pipelined=False receives every datagram in the decoding thread (no receiver thread: where other threads keep
-    the cores busy anyway).
+    pipelined=False receives in the decoding thread, up to RING datagrams per recvmmsg() (no receiver thread:
+    where other threads keep the cores busy anyway).
     """
 
     def __init__(self, receive_buffer: int = 1 << 20, timeout: float = 10.0, retries: int = 3,
@@ -156,9 +165,10 @@ class DiagSocket:
             _give_ring(ring)
 
     def _dump_with(self, ring: _Ring, request: bytes, what: str, make_decoder):
-        """One dump: the first datagram received here; if more follow, a receiving thread fetches them into the
-        ring's other buffers while this one decodes (the kernel makes each datagram inside recv(), with the GIL
-        released, so making the next overlaps decoding this one)."""
+        """One dump. Not pipelined: a ring of datagrams at a time (recvmmsg), then decoded. Pipelined: the first
+        datagram received here; if more follow, a receiving thread fetches them into the ring's other buffers while
+        this one decodes (the kernel makes each datagram inside recv(), with the GIL released, so making the next
+        overlaps decoding this one)."""
         if self._sock is None:
             self._sock = self.connect(self.receive_buffer, self.timeout)
         sock = self._sock
@@ -170,6 +180,8 @@ class DiagSocket:
         receiver = None
         try:
             sock.send(header + request)
+            if not self.pipelined and isinstance(sock, socket.socket):
+                return self._receive_batches(sock, ring, decoder, what)
             buf, mv, u32 = ring.buffers[0]
             n = self._received(sock.recv_into(buf, RECEIVE_SIZE, socket.MSG_TRUNC), what)
             if self.pipelined and not _ends_dump(buf, n, seq):
@@ -194,6 +206,21 @@ class DiagSocket:
             self._abandon(receiver)
             raise from_errno(e.errno or errno.EIO, what) from None
 
+    def _receive_batches(self, sock: socket.socket, ring: _Ring, decoder, what: str):
+        """The dump's datagrams received a ring at a time (recvmmsg), each decoded in turn. Test doubles of the
+        socket (replays, recordings) take the one-at-a-time path above."""
+        fd, vector, buffers = sock.fileno(), ring.vector, ring.buffers
+        while True:
+            count = vector.receive(fd, MSG_TRUNC)
+            if not count:  # nothing there yet: the kernel makes the next datagram inside the previous receive
+                if not _readable(fd, self.timeout):
+                    raise socket.timeout
+                continue
+            for i in range(count):
+                _, mv, u32 = buffers[i]
+                if decoder.feed(mv, u32, self._received(vector.lengths[i], what)):
+                    return decoder
+
     @staticmethod
     def _received(n: int, what: str) -> int:
         if n > RECEIVE_SIZE:
@@ -209,6 +236,12 @@ class DiagSocket:
             self.close()
         else:
             self._sock = None
+
+
+def _readable(fd: int, timeout: float) -> bool:
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(timeout * 1000))
 
 
 class _Receiver:
