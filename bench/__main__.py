@@ -7,7 +7,9 @@ For each size: build the population in a fresh namespace (bench/population.py), 
 configuration) and node_exporter (tcpstat only) in it, then measure in rounds, each alternating every
 measurement (A B C ... A B C ...): the kernel floor, every collector alone (the tcp collector also with its
 ephemeral-port analysis due, which it does once a minute by default), a full /metrics scrape over HTTP,
-`ss -tan`, `ss -xan`, node_exporter's scrape. Then 50 concurrent scrapes (how many collections they cost) and the
+`ss -tan`, `ss -xan`, node_exporter's scrape; before and after the rounds, how many cores the idle host keeps busy
+(the population's churning worker and whatever else the host runs: a scrape on every core competes with it, a
+one-thread measurement mostly does not). Then 50 concurrent scrapes (how many collections they cost) and the
 exporter's peak RSS. Prints one table per size with medians, spreads and ratios, and writes everything as JSON.
 Everything the run creates is removed at the end, also on Ctrl-C.
 """
@@ -87,6 +89,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def background_cores(seconds: float = 3.0) -> float:
+    """How many of the host's cores are busy while nothing is measured: the population's churning worker, the
+    daemons' idle work, anything else the host runs. A scrape on every core shares them with it; a one-thread
+    measurement (the kernel floor) mostly does not. From /proc/stat (all but idle and iowait), over seconds."""
+    def busy_and_total():
+        with open("/proc/stat") as f:
+            ticks = [int(t) for t in f.readline().split()[1:]]
+        return sum(ticks) - ticks[3] - ticks[4], sum(ticks)
+
+    busy, total = busy_and_total()
+    time.sleep(seconds)
+    busy2, total2 = busy_and_total()
+    return (busy2 - busy) / max(total2 - total, 1) * os.cpu_count()
+
+
 def cpu_timed(pid: int, into: list, run) -> float:
     """run()'s result (seconds); the CPU seconds process pid spent meanwhile appended to into."""
     before = cpu_seconds(pid)
@@ -143,11 +160,13 @@ def measure(size: int, repeat: int, config: str, baseline: str = "", baseline_co
             if other:
                 runs["baseline full scrape (HTTP)"] = lambda: cpu_timed(other.pid, cpu["baseline"],
                                                                         lambda: agent.ask("get", baseline_url))
+            background = [background_cores()]
             samples = {name: [] for name in runs}
             cpu = {"ours": [], "baseline": []}  # the daemon's CPU seconds per full scrape
             for _ in range(repeat):
                 for name, run in runs.items():
                     samples[name].append(run())
+            background.append(background_cores())
             concurrency = agent.ask("concurrent", ours_url, 50)
             memory = rss_kb(daemon.pid)
             node_memory = rss_kb(node.pid)
@@ -160,7 +179,8 @@ def measure(size: int, repeat: int, config: str, baseline: str = "", baseline_co
                     proc.wait(timeout=30)
     return {"size": size, "population": summary, "repeat": repeat, "samples": samples,
             "concurrency": concurrency, "exporter_memory": memory, "node_exporter_memory": node_memory,
-            "baseline": baseline, "baseline_memory": baseline_memory, "cpu_per_scrape": cpu}
+            "baseline": baseline, "baseline_memory": baseline_memory, "cpu_per_scrape": cpu,
+            "background_cores": background}
 
 
 def health_on(config: str) -> bool:
@@ -196,6 +216,8 @@ def report(result: dict) -> str:
     every = med(result, "kernel floor: every dump of a collection")
     lines.append(f"        full scrape / every dump's kernel floor = {full / every:.2f}; exporter CPU per full scrape "
                  f"{statistics.median(result['cpu_per_scrape']['ours']):.3f}s")
+    lines.append(f"        the idle host (before and after the rounds) kept {result['background_cores'][0]:.2f} and "
+                 f"{result['background_cores'][1]:.2f} of its {os.cpu_count()} cores busy")
     if "collector tcp_health" in result["samples"]:
         hf, hc = med(result, "kernel floor: tcp_health dumps"), med(result, "collector tcp_health")
         lines.append(f"tcp_health: kernel floor {hf:.3f}s ({hf / floor:.2f}x the tcp dumps' floor), collector "
