@@ -34,7 +34,8 @@ def plan(size: int, destinations: int = 0) -> list:
             port += 1
 
     split("churn", int(size * 0.12), per=200000)
-    split("tcp", int(size * 0.70) // 2, extra=None)
+    pairs = int(size * 0.70) // 2
+    split("tcp", pairs, per=min(PER_WORKER, -(-pairs // 2)), extra=None)  # two workers at least: both families
     split("close_wait", int(size * 0.03) // 2)
     split("udp", int(size * 0.05), per=18000)
     split("unix", int(size * 0.08) // 2)
