@@ -16,6 +16,7 @@ from collections import defaultdict
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from sockdiag_exporter import overview
 from sockdiag_exporter.collectors import REGISTRY
 from sockdiag_exporter.collectors.base import Context
 from sockdiag_exporter.config import from_dict
@@ -213,6 +214,20 @@ def scrape(ns: NetNS, *collectors: str, unprivileged: bool = False, config: dict
             scraper.close()
 
     return Exposition(ns.run(work))
+
+
+def scrape_and_overview(ns: NetNS, *collectors: str, config: dict = None):
+    """One collection in the namespace, as /metrics serves it (an Exposition) and as the landing page and the
+    summary read it (an Overview of the same collection)."""
+    def work():
+        scraper = make_scraper(config, collectors)
+        try:
+            return render(scraper), scraper.last
+        finally:
+            scraper.close()
+
+    text, collection = ns.run(work)
+    return Exposition(text), overview.build(collection)
 
 
 def make_scraper(config: dict = None, collectors=(), make_diag=None, proc=None) -> Scraper:
@@ -434,9 +449,14 @@ def overview_numbers(view: dict) -> dict:
         "largest": {(direction,) + (r["family"], r["socket_type"], r["protocol"]): [r["bytes"], r["data_sockets"]]
                     for direction in ("receive", "send") for r in view[f"{direction}_queues"]},
         "listeners": {(r["netns"], r["family"], r["socket_type"], r["protocol"], r["address"]):
-                      [r["length"], r["limit"], r["sockets"]] for r in view["listeners"]},
+                      [r["length"], r["limit"], r["sockets"], r["drops"], r["half_open"]] for r in view["listeners"]},
         "udp": {(r["family"], r["protocol"]): [r["receive_buffer_errors"], r["receive_errors"],
                                                r["dropped_by_live_sockets"]] for r in view["udp"]},
+        "receivers": {(r["netns"], r["family"], r["socket_type"], r["protocol"], r["address"]):
+                      [r["queue"], r["buffer"], r["drops"], r["sockets"]] for r in view["receivers"]},
+        "ports": {r["netns"]: {"range": r["range_size"], "usage": r["usage"], "timewait": r["timewait"],
+                               "limit": r["timewait_limit"], "destinations": sorted(map(tuple, r["destinations"]))}
+                  for r in view["ports"]},
         "tcp": [view["listen_overflows"], view["listen_drops"]],
         "collectors": {r["name"]: r["ok"] for r in view["collectors"]},
         "missing": sorted(view["missing_handlers"]),
@@ -475,10 +495,36 @@ def metrics_numbers(exposition: Exposition, netns: str = None) -> dict:
                 row[1] = (row[1] or 0) + int(value)
     largest = {key: row for key, row in largest.items() if row[0]}
     for i, name in enumerate(("sockdiag_listener_accept_queue_length", "sockdiag_listener_accept_queue_limit",
-                              "sockdiag_listener_sockets")):
+                              "sockdiag_listener_sockets", "sockdiag_listener_drops_total",
+                              "sockdiag_listener_half_open_connections")):
         for labels, value in select(name):
             key = (labels.get("netns", "") if netns is None else netns,) + kind(labels) + (labels["address"],)
-            listeners.setdefault(key, [0, 0, 0])[i] += int(value)
+            listeners.setdefault(key, [0, 0, 0, 0, 0])[i] += int(value)
+    def where(labels):
+        return labels.get("netns", "") if netns is None else netns
+
+    receivers, ports = {}, {}
+    for i, name in enumerate(("sockdiag_udp_receiver_queue_bytes", "sockdiag_udp_receiver_buffer_bytes",
+                              "sockdiag_udp_receiver_drops_total", "sockdiag_udp_receiver_sockets")):
+        for labels, value in select(name):
+            receivers.setdefault((where(labels),) + kind(labels) + (labels["address"],), [0, 0, 0, 0])[i] += int(value)
+
+    def port_row(labels):
+        return ports.setdefault(where(labels), {"range": None, "usage": {}, "timewait": 0, "limit": None,
+                                                "destinations": []})
+
+    for labels, value in select("sockdiag_ephemeral_port_range_size"):
+        port_row(labels)["range"] = int(value)
+    for labels, value in select("sockdiag_ephemeral_port_usage_ratio"):
+        port_row(labels)["usage"][labels["family"]] = value
+    for labels, value in select("sockdiag_ephemeral_port_destination_usage_ratio"):
+        port_row(labels)["destinations"].append((labels["family"], labels["destination"], value))
+    for labels, value in select("sockdiag_tcp_timewait_minisockets"):
+        port_row(labels)["timewait"] += int(value)
+    for labels, value in select("sockdiag_tcp_max_timewait_buckets"):
+        port_row(labels)["limit"] = int(value)
+    for row in ports.values():
+        row["destinations"].sort()
     for i, name in enumerate(("sockdiag_udp_receive_buffer_errors_total", "sockdiag_udp_receive_errors_total")):
         for labels, value in select(name):
             row = udp.setdefault((labels["family"], labels["protocol"]), [None, None, None])
@@ -499,6 +545,8 @@ def metrics_numbers(exposition: Exposition, netns: str = None) -> dict:
         "largest": largest,
         "listeners": listeners,
         "udp": udp,
+        "receivers": receivers,
+        "ports": ports,
         "tcp": tcp,
         "collectors": {dict(key)["collector"]: bool(value)
                        for key, value in exposition.select("sockdiag_scrape_collector_success").items()},
@@ -555,4 +603,4 @@ def populate(ns: NetNS, directory) -> dict:
     ns.run(work)
     settle(ns)
     return {"full": "127.0.0.1:8080", "inet6": "[::1]:5432", "script": "@" + SCRIPT_NAME, "path": path,
-            "terminal": "@" + TERMINAL_NAME}
+            "terminal": "@" + TERMINAL_NAME, "receiver": "127.0.0.1:5353"}

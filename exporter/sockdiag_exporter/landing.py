@@ -104,6 +104,7 @@ def render(view: Overview, telemetry_path: str, host: str, refresh: float) -> by
         _listeners(view),
         _queues(view),
         _udp(view),
+        _ports(view),
         _namespaces(view),
         f"<p class=\"note\">Made from the collection that ended {_time(view.finished)}; this page refreshes every "
         f"{math.ceil(refresh)} s. Every number here is in <a href=\"{e(telemetry_path)}\">{e(telemetry_path)}</a>.</p>\n",
@@ -200,15 +201,19 @@ def _listeners(view: Overview) -> str:
     if not view.listeners:
         return "<section id=\"listeners\"><h2>Listeners</h2><p>None.</p></section>\n"
     namespaced = any(row.netns for row in view.listeners)
-    rows = [(_fill(row.fill), f"{row.length}/{row.limit}", _kind(row))
+    rows = [(_fill(row.fill), f"{row.length}/{row.limit}", f"<span class=\"bad\">{row.drops}</span>" if row.drops
+             else "0", row.half_open, _kind(row))
             + ((e(row.netns),) if namespaced else ()) + (f"<span class=\"addr\">{e(row.address)}</span>", row.sockets)
             for row in view.listeners[:ROWS]]
-    headers = ("Fill", "Waiting/limit", "Kind") + (("Netns",) if namespaced else ()) + ("Address", "Sockets")
+    headers = ("Fill", "Waiting/limit", "Dropped", "Half-open", "Kind") + (("Netns",) if namespaced else ()) + (
+        "Address", "Sockets")
     counters = "" if view.listen_overflows is None else (
         f"<p>TCP accept-queue overflows since boot: <b>{view.listen_overflows}</b>; SYNs and connections dropped by "
         f"listeners: <b>{view.listen_drops}</b>.</p>")
     return (f"<section id=\"listeners\"><h2>Listeners: {len(view.listeners)}, fullest first</h2>{counters}"
-            f"{_table(headers, rows, (1, len(headers) - 1), (len(headers) - 2,))}{_more(view.listeners)}</section>\n")
+            f"{_table(headers, rows, (1, 2, 3, len(headers) - 1), (len(headers) - 2,))}{_more(view.listeners)}"
+            f"<p class=\"note\">Dropped: SYNs and connections the listener's sockets dropped since they were opened "
+            f"(a full accept queue); half-open: connections still in the handshake (its SYN backlog).</p></section>\n")
 
 
 def _queues(view: Overview) -> str:
@@ -223,14 +228,63 @@ def _queues(view: Overview) -> str:
             f"queue is bounded by the queue histograms' buckets (histograms.buckets).</p></section>\n")
 
 
+def _dropped(drops: int) -> str:
+    return f"<span class=\"bad\">{drops}</span>" if drops else "0"
+
+
 def _udp(view: Overview) -> str:
-    if not view.udp:
+    if not view.udp and not view.receivers:
         return ""
     rows = [(e(f"{row.family} {row.protocol}"), dash(row.receive_buffer_errors), dash(row.receive_errors),
              dash(row.dropped_by_live_sockets)) for row in view.udp]
-    table = _table(("Kind", "Receive buffer full", "Not delivered", "Dropped by sockets open now"), rows, (1, 2, 3))
+    table = _table(("Kind", "Receive buffer full", "Not delivered", "Dropped by sockets open now"), rows, (1, 2, 3)) \
+        if rows else ""
+    receivers = ""
+    if view.receivers:
+        namespaced = any(row.netns for row in view.receivers)
+        cells = [(_dropped(row.drops), _fill(row.fill), f"{size(row.queue)} / {size(row.buffer)}", _kind(row))
+                 + ((e(row.netns),) if namespaced else ()) + (f"<span class=\"addr\">{e(row.address)}</span>",
+                                                              row.sockets)
+                 for row in view.receivers[:ROWS]]
+        headers = ("Dropped", "Buffer fill", "Queued / buffer", "Kind") + (("Netns",) if namespaced else ()) + (
+            "Address", "Sockets")
+        receivers = (f"<h3>Receivers: {len(view.receivers)}, most drops first</h3>"
+                     f"{_table(headers, cells, (0, 2, len(headers) - 1), (len(headers) - 2,))}{_more(view.receivers)}")
     return (f"<section id=\"udp\"><h2>UDP drops</h2>{table}<p class=\"note\">Datagrams since boot (per namespace), "
-            f"and the drop counters of the sockets open now.</p></section>\n")
+            f"and the drop counters of the sockets open now.</p>{receivers}</section>\n")
+
+
+def _ports(view: Overview) -> str:
+    if not view.ports:
+        return ""
+    namespaced = any(row.netns for row in view.ports)
+
+    def where(row) -> tuple:
+        return (e(row.netns),) if namespaced else ()
+
+    def usage(row) -> str:
+        if not row.usage:
+            return "none"
+        shares = ", ".join(f"{e(family)} {share:.2%}" for family, share in sorted(row.usage.items()))
+        return f"{_fill(row.busiest)} {shares}"
+
+    rows = [where(row) + (dash(row.range_size), usage(row), f"{row.timewait} / {dash(row.timewait_limit)}")
+            for row in view.ports[:ROWS]]
+    first = len(where(view.ports[0]))
+    where_header = ("Netns",) if namespaced else ()
+    headers = where_header + ("Port range", "Busiest destination's share", "TIME_WAIT / limit")
+    destinations = [where(row) + (e(family), f"<span class=\"addr\">{e(destination)}</span>", f"{share:.2%}")
+                    for row in view.ports for family, destination, share in row.destinations]
+    busiest = "" if not destinations else (
+        "<h3>Busiest destinations</h3>"
+        + _table(where_header + ("Family", "Destination", "Share of the range"), destinations[:ROWS],
+                 (first + 2,), (first + 1,)) + _more(destinations))
+    return (f"<section id=\"ports\"><h2>Ephemeral ports and TIME_WAIT</h2>"
+            f"{_table(headers, rows, (first, first + 2))}{_more(view.ports)}{busiest}"
+            f"<p class=\"note\">The busiest destination's share: client sockets towards one remote address and port "
+            f"over the ports connect() can pick (at 100% connect() fails with EADDRNOTAVAIL), counted at most every "
+            f"ephemeral_ports.interval_seconds. TIME_WAIT minisockets against net.ipv4.tcp_max_tw_buckets.</p>"
+            f"</section>\n")
 
 
 def _namespaces(view: Overview) -> str:

@@ -1,5 +1,6 @@
 """What the landing page and the terminal summary show, read from one Collection: the exporter's health, an
-`ss -s`-like table of sockets, listeners by fill ratio, the largest queues, UDP drops and the network namespaces.
+`ss -s`-like table of sockets, listeners by fill ratio with their drops and SYN backlogs, the largest queues, UDP
+drops and receivers, ephemeral ports and TIME_WAIT, and the network namespaces.
 
 Plain data only (the page renders it as HTML, the summary as text or JSON); nothing here collects. Every number is a
 sum of the samples /metrics serves from the same collection, so the two always agree.
@@ -46,6 +47,8 @@ class ListenerRow(NamedTuple):
     length: int
     limit: int
     sockets: int
+    drops: int  # SYNs and connections its sockets dropped since they were opened (SK_MEMINFO_DROPS)
+    half_open: int  # connections in SYN_RECV towards it: its SYN backlog (TCP)
 
     @property
     def fill(self) -> float:
@@ -53,6 +56,38 @@ class ListenerRow(NamedTuple):
         if self.limit:
             return self.length / self.limit
         return 1.0 if self.length else 0.0
+
+
+class ReceiverRow(NamedTuple):
+    """A UDP receiver: the sockets bound to one local address and port ("other": the ones folded)."""
+    netns: str
+    family: str
+    socket_type: str
+    protocol: str
+    address: str
+    queue: int  # bytes waiting to be read
+    buffer: int  # receive buffer bytes
+    drops: int  # datagrams its sockets dropped since they were opened
+    sockets: int
+
+    @property
+    def fill(self) -> float:
+        return self.queue / self.buffer if self.buffer else 0.0
+
+
+class PortsRow(NamedTuple):
+    """One namespace's ephemeral ports and TIME_WAIT table."""
+    netns: str
+    range_size: Optional[int]  # ports connect() can pick
+    usage: Dict[str, float]  # family -> the busiest destination's share of the range
+    destinations: Tuple[Tuple[str, str, float], ...]  # (family, destination, share), busiest first (if configured)
+    timewait: int  # TIME_WAIT minisockets
+    timewait_limit: Optional[int]  # net.ipv4.tcp_max_tw_buckets
+
+    @property
+    def busiest(self) -> float:
+        """The busiest destination's share of the range, over the families."""
+        return max(self.usage.values(), default=0.0)
 
 
 class QueueRow(NamedTuple):
@@ -100,6 +135,8 @@ class Overview(NamedTuple):
     receive_queues: Tuple[QueueRow, ...]  # largest first, non-empty only
     send_queues: Tuple[QueueRow, ...]
     udp: Tuple[UdpRow, ...]
+    receivers: Tuple[ReceiverRow, ...]  # most drops first, then the fullest buffer
+    ports: Tuple[PortsRow, ...]  # namespaces with a port range or TIME_WAIT minisockets
     namespaces: Optional[Tuple[NamespaceRow, ...]]  # largest first; None when namespaces are off
 
     @property
@@ -113,7 +150,7 @@ class Overview(NamedTuple):
     def as_dict(self) -> dict:
         """JSON-ready: every row as an object, byte values in bytes."""
         def rows(items):
-            return [dict(row._asdict(), **({"fill": row.fill} if isinstance(row, ListenerRow) else {}))
+            return [dict(row._asdict(), **({"fill": row.fill} if isinstance(row, (ListenerRow, ReceiverRow)) else {}))
                     for row in items]
 
         out = {name: getattr(self, name) for name in ("version", "started", "finished", "duration", "config_file",
@@ -121,7 +158,8 @@ class Overview(NamedTuple):
                                                       "listen_drops")}
         out["total_sockets"] = self.total_sockets
         out["features"] = dict(self.features)
-        for name in ("collectors", "sockets", "listeners", "receive_queues", "send_queues", "udp"):
+        for name in ("collectors", "sockets", "listeners", "receive_queues", "send_queues", "udp", "receivers",
+                     "ports"):
             out[name] = rows(getattr(self, name))
         out["namespaces"] = None if self.namespaces is None else rows(self.namespaces)
         return out
@@ -151,14 +189,20 @@ def build(collection: Collection, started: Optional[float] = None, netns: Option
         netns=netns,
         sockets=_sockets(samples),
         listeners=tuple(sorted(
-            (ListenerRow(where, *labels, length, limit, count) for (where, labels), (length, limit, count)
-             in samples.joined(m.LISTENER_QUEUE_LENGTH, m.LISTENER_QUEUE_LIMIT, m.LISTENER_SOCKETS).items()),
-            key=lambda row: (-row.fill, -row.length, row.netns, row.address))),
+            (ListenerRow(where, *labels, *values) for (where, labels), values
+             in samples.joined(m.LISTENER_QUEUE_LENGTH, m.LISTENER_QUEUE_LIMIT, m.LISTENER_SOCKETS, m.LISTENER_DROPS,
+                               m.LISTENER_HALF_OPEN).items()),
+            key=lambda row: (-row.fill, -row.drops, -row.length, row.netns, row.address))),
         listen_overflows=samples.total(m.TCP_LISTEN_OVERFLOWS),
         listen_drops=samples.total(m.TCP_LISTEN_DROPS),
         receive_queues=_queues(samples, m.RECEIVE_QUEUE, m.RECEIVE_QUEUE_HISTOGRAM),
         send_queues=_queues(samples, m.SEND_QUEUE, m.SEND_QUEUE_HISTOGRAM),
         udp=_udp(samples),
+        receivers=tuple(sorted(
+            (ReceiverRow(where, *labels, *values) for (where, labels), values
+             in samples.joined(m.RECEIVER_QUEUE, m.RECEIVER_BUFFER, m.RECEIVER_DROPS, m.RECEIVER_SOCKETS).items()),
+            key=lambda row: (-row.drops, -row.fill, row.netns, row.address))),
+        ports=_ports(samples),
         namespaces=_namespaces(collection) if collection.namespaced else None,
     )
 
@@ -307,6 +351,29 @@ def _udp(samples: _Samples) -> Tuple[UdpRow, ...]:
             row = rows.setdefault((family, protocol), [None, None, None])
             row[2] = (row[2] or 0) + int(value)
     return tuple(UdpRow(*labels, *values) for labels, values in rows.items())
+
+
+def _ports(samples: _Samples) -> Tuple[PortsRow, ...]:
+    rows: Dict[str, dict] = {}
+
+    def row(where: str) -> dict:
+        return rows.setdefault(where, {"range_size": None, "usage": {}, "destinations": [], "timewait": 0,
+                                       "timewait_limit": None})
+
+    for where, _, value in samples.labelled(m.EPHEMERAL_RANGE):
+        row(where)["range_size"] = int(value)
+    for where, (family,), value in samples.labelled(m.EPHEMERAL_USAGE):
+        row(where)["usage"][family] = value
+    for where, (family, destination), value in samples.labelled(m.EPHEMERAL_DESTINATION_USAGE):
+        row(where)["destinations"].append((family, destination, value))
+    for where, _, value in samples.labelled(m.TIMEWAIT_MINISOCKETS):
+        row(where)["timewait"] += int(value)
+    for where, _, value in samples.labelled(m.TIMEWAIT_BUCKETS):
+        row(where)["timewait_limit"] = int(value)
+    made = [PortsRow(where, r["range_size"], r["usage"],
+                     tuple(sorted(r["destinations"], key=lambda d: (-d[2], d[0], d[1]))), r["timewait"],
+                     r["timewait_limit"]) for where, r in rows.items()]
+    return tuple(sorted(made, key=lambda p: (-p.busiest, -p.timewait, p.netns)))
 
 
 def _namespaces(collection: Collection) -> Tuple[NamespaceRow, ...]:

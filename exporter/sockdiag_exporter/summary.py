@@ -1,5 +1,6 @@
 """`sockdiag-exporter summary`: one collection, printed for an operator on the box (`ss -s` with the exporter's
-view: health, sockets by state, listeners by fill, the largest queues, UDP drops, namespaces), or as JSON.
+view: health, sockets by state, listeners by fill with their drops and SYN backlogs, the largest queues, UDP drops
+and receivers, ephemeral ports and TIME_WAIT, namespaces), or as JSON.
 
 Plain text within 100 columns; every string from the kernel or the configuration goes through
 overview.printable, so a unix socket named with escape sequences cannot drive the terminal.
@@ -52,7 +53,7 @@ def run_summary(config, config_file: str, as_json: bool, namespaces: bool, netns
 def text(view: Overview) -> List[str]:
     """The summary's lines, none wider than WIDTH."""
     lines = health(view)
-    for section in (sockets, listeners, queues, udp, namespaces):
+    for section in (sockets, listeners, queues, udp, ports, namespaces):
         part = section(view)
         if part:
             lines += [""] + part
@@ -100,12 +101,12 @@ def listeners(view: Overview) -> List[str]:
         f"; TCP since boot: {view.listen_overflows} overflows, {view.listen_drops} drops"
     lines = [f"LISTENERS: {len(view.listeners)}, fullest first{counters}"]
     netns = any(row.netns for row in view.listeners)
-    head = f"{'fill':<18}{'queue/limit':>13}  {'kind':<14}"
+    head = f"{'fill':<18}{'queue/limit':>13}{'dropped':>9}{'half-open':>10}  {'kind':<14}"
     lines.append(head + ("netns / address" if netns else "address"))
     for row in view.listeners[:ROWS]:
         address = f"{row.netns} {row.address}" if netns else row.address
-        start = f"{bar(row.fill)} {row.fill:>5.0%}{f'{row.length}/{row.limit}':>13}  " \
-                f"{printable(kind(row.family, row.socket_type, row.protocol)):<14}"
+        start = (f"{bar(row.fill)} {row.fill:>5.0%}{f'{row.length}/{row.limit}':>13}{row.drops:>9}"
+                 f"{row.half_open:>10}  {printable(kind(row.family, row.socket_type, row.protocol)):<14}")
         lines.append(start + clip(printable(address), WIDTH - len(start)))
     return lines + more(view.listeners)
 
@@ -125,14 +126,43 @@ def queues(view: Overview) -> List[str]:
 
 
 def udp(view: Overview) -> List[str]:
-    if not view.udp:
-        return []
-    lines = ["UDP DROPS: datagrams since boot, and the drop counters of the sockets open now",
-             f"{'':<{KIND}}{'buffer full':>13}{'not delivered':>15}{'open sockets':>14}"]
-    for row in view.udp:
-        lines.append(f"{row.family + ' ' + row.protocol:<{KIND}}{dash(row.receive_buffer_errors):>13}"
-                     f"{dash(row.receive_errors):>15}{dash(row.dropped_by_live_sockets):>14}")
+    lines = []
+    if view.udp:
+        lines += ["UDP DROPS: datagrams since boot, and the drop counters of the sockets open now",
+                  f"{'':<{KIND}}{'buffer full':>13}{'not delivered':>15}{'open sockets':>14}"]
+        for row in view.udp:
+            lines.append(f"{row.family + ' ' + row.protocol:<{KIND}}{dash(row.receive_buffer_errors):>13}"
+                         f"{dash(row.receive_errors):>15}{dash(row.dropped_by_live_sockets):>14}")
+    if view.receivers:
+        netns = any(row.netns for row in view.receivers)
+        head = f"{'dropped':>9}{'fill':>6}{'queued / buffer':>22}  {'kind':<14}"
+        lines += ([""] if lines else []) + [f"UDP RECEIVERS: {len(view.receivers)}, most drops first",
+                                            head + ("netns / address" if netns else "address")]
+        for row in view.receivers[:ROWS]:
+            address = f"{row.netns} {row.address}" if netns else row.address
+            start = (f"{row.drops:>9}{row.fill:>6.0%}{size(row.queue) + ' / ' + size(row.buffer):>22}  "
+                     f"{printable(kind(row.family, row.socket_type, row.protocol)):<14}")
+            lines.append(start + clip(printable(address), WIDTH - len(start)))
+        lines += more(view.receivers)
     return lines
+
+
+def ports(view: Overview) -> List[str]:
+    if not view.ports:
+        return []
+    lines = ["EPHEMERAL PORTS AND TIME_WAIT: the busiest destination's share of the port range",
+             f"{'netns':<30}{'range':>8}  {'busiest destination':<32}{'time_wait / limit':>20}"]
+    for row in view.ports[:ROWS]:
+        shares = ", ".join(f"{family} {share:.2%}" for family, share in sorted(row.usage.items())) or "none"
+        lines.append(f"{clip(printable(row.netns) or '-', 29):<30}{dash(row.range_size):>8}  {shares:<32}"
+                     f"{f'{row.timewait} / {dash(row.timewait_limit)}':>20}")
+    destinations = [(row.netns, *d) for row in view.ports for d in row.destinations]
+    if destinations:
+        lines.append("busiest destinations:")
+        for netns, family, destination, share in destinations[:ROWS]:
+            lines.append(clip(f"  {share:>7.2%}  {family:<6}{printable(destination)}"
+                              + (f"  (netns {printable(netns)})" if netns else ""), WIDTH))
+    return lines + more(view.ports)
 
 
 def namespaces(view: Overview) -> List[str]:

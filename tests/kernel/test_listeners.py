@@ -8,7 +8,9 @@ import time
 
 import pytest
 
-from helpers import Peer, connect_nonblocking, scrape, settle, wait_until
+from helpers import Peer, connect_nonblocking, scrape, scrape_and_overview, settle, wait_until
+
+from sockdiag_exporter import summary
 
 
 def listener(ns, family, host, backlog, pending, reuseport=False, device=None):
@@ -199,7 +201,8 @@ def test_a_stuck_socket_of_a_reuseport_group_is_not_averaged_away(netns):
                          ids=["inet", "inet6"])
 def test_listener_drops_match_ss_and_nstat(netns, family, host):
     """A listener with backlog 1 and more connects than it takes: its drops are ss's d and the kernel's
-    ListenDrops; the other listener's are 0: a series in the full profile, none in the default one."""
+    ListenDrops; the other listener's are 0: a series in the full profile, none in the default one. The summary
+    (and the landing page, from the same overview) shows both listeners with their drops."""
     address = netns.run(listener, netns, family, host, 1, 0)
     netns.run(listener, netns, family, host, 16, 2)
     connect_nonblocking(netns, family, (host, address[1]), 12)
@@ -208,9 +211,9 @@ def test_listener_drops_match_ss_and_nstat(netns, family, host):
         return ss_listening_sockets(netns, "-t"), nstat(netns, "TcpExtListenDrops")["TcpExtListenDrops"]
 
     def both_profiles():
-        return scrape(netns, "tcp"), scrape(netns, "tcp", config={"profile": "full"})
+        return scrape_and_overview(netns, "tcp"), scrape(netns, "tcp", config={"profile": "full"})
 
-    (sockets, listen_drops), (default, full) = quiescent(netns, oracle, both_profiles)
+    (sockets, listen_drops), ((default, view), full) = quiescent(netns, oracle, both_profiles)
     theirs = {a: d for a, _, _, d in sockets}
     assert len(theirs) == 2 and sorted(theirs.values())[0] == 0
     assert max(theirs.values()) > 0 and sum(theirs.values()) == listen_drops
@@ -218,6 +221,11 @@ def test_listener_drops_match_ss_and_nstat(netns, family, host):
     assert ours == theirs
     ours = {dict(k)["address"]: v for k, v in default.select("sockdiag_listener_drops_total").items()}
     assert ours == {a: d for a, d in theirs.items() if d}
+    assert {row.address: row.drops for row in view.listeners} == theirs
+    dropping = max(theirs, key=theirs.get)
+    assert view.listeners[0].address == dropping  # over its limit: the fullest
+    line = next(line for line in summary.text(view) if line.endswith(" " + dropping))
+    assert line.split()[3] == str(theirs[dropping])  # bar, fill, queue/limit, dropped
 
 
 def test_half_open_connections_per_listening_address_match_ss(netns):
@@ -252,11 +260,12 @@ def test_half_open_connections_per_listening_address_match_ss(netns):
 
         assert wait_until(lambda: sum(oracle().values()) == 14)
 
-        theirs, exposition = quiescent(netns, oracle, lambda: scrape(netns, "tcp"))
+        theirs, (exposition, view) = quiescent(netns, oracle, lambda: scrape_and_overview(netns, "tcp"))
     finally:
         peer.delete()
     ours = {dict(k)["address"]: v for k, v in exposition.select("sockdiag_listener_half_open_connections").items()}
     assert ours == {f"0.0.0.0:{ports['any']}": 3, f"10.9.0.1:{ports['one']}": 2, f"[::]:{ports['dual']}": 9}
+    assert {row.address: row.half_open for row in view.listeners if row.half_open} == ours  # the summary's, the page's
     assert theirs == {ports["any"]: 3, ports["one"]: 2, ports["dual"]: 9}
     assert exposition.value("sockdiag_sockets", family="inet", protocol="tcp", state="syn_recv") == 5
     assert exposition.value("sockdiag_sockets", family="inet6", protocol="tcp", state="syn_recv") == 9

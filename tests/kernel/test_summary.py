@@ -31,6 +31,13 @@ def test_summary_equals_metrics_in_a_quiescent_namespace(netns, tmp_path):
     assert (listeners[names["full"]]["length"], listeners[names["full"]]["limit"]) == (7, 8)
     assert names["script"] in listeners and names["path"] in listeners
     assert view["udp"] and any(row["receive_buffer_errors"] > 100 for row in view["udp"])
+    receiver = view["receivers"][0]  # the most drops first
+    assert receiver["address"] == names["receiver"] and receiver["drops"] > 100 and receiver["sockets"] == 1
+    assert receiver["drops"] == next(row["dropped_by_live_sockets"] for row in view["udp"] if row["family"] == "inet"
+                                     and row["protocol"] == "udp")
+    ports, = view["ports"]
+    assert ports["usage"]["inet"] > 0 and ports["usage"]["inet6"] > 0  # the connections to the listeners
+    assert ports["range_size"] > 0 and ports["timewait_limit"] > 0
 
     text = run_summary(netns)
     assert text.returncode == 0 and text.stderr == ""
@@ -39,6 +46,8 @@ def test_summary_equals_metrics_in_a_quiescent_namespace(netns, tmp_path):
     assert f"SOCKETS: {expected['total']}" in lines
     assert any("7/8" in line and line.endswith(names["full"]) for line in lines)
     assert any(line.endswith(names["script"]) for line in lines)
+    assert any(line.split()[:1] == [str(receiver["drops"])] and line.endswith(names["receiver"]) for line in lines)
+    assert any(line.startswith("EPHEMERAL PORTS") for line in lines)
     assert "\x1b" not in text.stdout and "@\\x1b[31mred\\x1b[0m" in text.stdout  # escaped, not obeyed
     for kind, states in expected["sockets"].items():
         row = next(line for line in lines if line.startswith(summary.overview.kind(*kind) + " "))
