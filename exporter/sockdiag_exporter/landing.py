@@ -197,12 +197,15 @@ def _fill(fill: float) -> str:
             f"<span class=\"{level}\">{fill:.0%}</span>")
 
 
+def _dropped(drops: int) -> str:
+    return f"<span class=\"bad\">{drops}</span>" if drops else "0"
+
+
 def _listeners(view: Overview) -> str:
     if not view.listeners:
         return "<section id=\"listeners\"><h2>Listeners</h2><p>None.</p></section>\n"
     namespaced = any(row.netns for row in view.listeners)
-    rows = [(_fill(row.fill), f"{row.length}/{row.limit}", f"<span class=\"bad\">{row.drops}</span>" if row.drops
-             else "0", row.half_open, _kind(row))
+    rows = [(_fill(row.fill), f"{row.length}/{row.limit}", _dropped(row.drops), row.half_open, _kind(row))
             + ((e(row.netns),) if namespaced else ()) + (f"<span class=\"addr\">{e(row.address)}</span>", row.sockets)
             for row in view.listeners[:ROWS]]
     headers = ("Fill", "Waiting/limit", "Dropped", "Half-open", "Kind") + (("Netns",) if namespaced else ()) + (
@@ -226,10 +229,6 @@ def _queues(view: Overview) -> str:
         parts.append(f"<h3>{title} queues</h3>{body}{_more(rows)}")
     return (f"<section id=\"queues\"><h2>Largest queues</h2>{''.join(parts)}<p class=\"note\">The fullest socket's "
             f"queue is bounded by the queue histograms' buckets (histograms.buckets).</p></section>\n")
-
-
-def _dropped(drops: int) -> str:
-    return f"<span class=\"bad\">{drops}</span>" if drops else "0"
 
 
 def _udp(view: Overview) -> str:

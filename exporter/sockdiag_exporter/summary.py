@@ -156,13 +156,15 @@ def ports(view: Overview) -> List[str]:
         shares = ", ".join(f"{family} {share:.2%}" for family, share in sorted(row.usage.items())) or "none"
         lines.append(f"{clip(printable(row.netns) or '-', 29):<30}{dash(row.range_size):>8}  {shares:<32}"
                      f"{f'{row.timewait} / {dash(row.timewait_limit)}':>20}")
+    lines += more(view.ports)
     destinations = [(row.netns, *d) for row in view.ports for d in row.destinations]
     if destinations:
         lines.append("busiest destinations:")
         for netns, family, destination, share in destinations[:ROWS]:
             lines.append(clip(f"  {share:>7.2%}  {family:<6}{printable(destination)}"
                               + (f"  (netns {printable(netns)})" if netns else ""), WIDTH))
-    return lines + more(view.ports)
+        lines += more(destinations)
+    return lines
 
 
 def namespaces(view: Overview) -> List[str]:

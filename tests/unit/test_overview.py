@@ -16,7 +16,7 @@ from sockdiag_exporter.landing import REFRESH_SECONDS, LandingPage, period
 
 RECORDING = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "golden", "kernel.json")
 EVERYTHING = {"memory": {"collectors": ["tcp", "udp", "unix", "netlink", "packet"]}, "listeners": {"max_series": 2},
-              "histograms": {"buckets": [0, 100, 1000, 65536]}}
+              "histograms": {"buckets": [0, 100, 1000, 65536]}, "ephemeral_ports": {"destinations": 2}}
 
 
 def replayed(config=None):
@@ -64,6 +64,10 @@ def test_the_summary_text_says_the_same_numbers_within_100_columns():
             str(row.sockets)
     for row in view.listeners:
         assert any(f"{row.length}/{row.limit}" in line and line.endswith(row.address) for line in lines)
+    ports, = view.ports  # the busiest destinations, as ephemeral_ports.destinations names them (2 per family)
+    assert len(ports.destinations) == 4 and ports.destinations[0][2] == ports.busiest > 0
+    for family, destination, share in ports.destinations:
+        assert any(line.split()[1:] == [family, destination] and line.split()[0] == f"{share:.2%}" for line in lines)
 
 
 def test_a_recent_collection_is_shown_as_it_is_and_rendered_once():
@@ -123,6 +127,11 @@ def test_every_kernel_and_configuration_string_is_escaped():
     for name in HOSTILE:
         for metric, value in ((m.LISTENER_QUEUE_LENGTH, 3), (m.LISTENER_QUEUE_LIMIT, 4), (m.LISTENER_SOCKETS, 1)):
             samples[metric] = samples.get(metric, []) + [((name, "unix", "stream", "", name), value)]
+        for metric, value in ((m.RECEIVER_QUEUE, 5), (m.RECEIVER_BUFFER, 10), (m.RECEIVER_DROPS, 2),
+                              (m.RECEIVER_SOCKETS, 1)):
+            samples[metric] = samples.get(metric, []) + [((name, "inet", "dgram", "udp", name), value)]
+        samples[m.EPHEMERAL_DESTINATION_USAGE] = samples.get(m.EPHEMERAL_DESTINATION_USAGE, []) + [
+            ((name, "inet", name), 0.5)]
         samples[m.NETNS_UP] = samples[m.NETNS_UP] + [((name,), 0)]
     hostile = collection._replace(samples=samples, errors={f"tcp in netns {HOSTILE[0]}": HOSTILE[1]},
                                   plan=collection.plan._replace(config_file=HOSTILE[2]))
@@ -136,4 +145,8 @@ def test_every_kernel_and_configuration_string_is_escaped():
     for name in HOSTILE[:3]:
         assert name in text  # shown as text
         assert not any(name in value for value in parsed.attributes)
+    for section in ("udp", "ports"):  # the receivers' addresses, the destinations: as text there too
+        part = Tags()
+        part.feed(body.split(f"<section id=\"{section}\">")[1].split("</section>")[0])
+        assert all(name in "".join(part.text) for name in HOSTILE[:3]), section
     assert "\x1b" not in body and "\\x1b[2J&amp;" in text  # control characters made visible, & kept as typed
