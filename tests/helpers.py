@@ -203,31 +203,28 @@ def drop_thread_privileges():
 def scrape(ns: NetNS, *collectors: str, unprivileged: bool = False, config: dict = None) -> Exposition:
     """One collection in the namespace with the given config (YAML as a dict; defaults when None), rendered and
     parsed exactly as /metrics serves it."""
-
-    def work():
-        if unprivileged:
-            drop_thread_privileges()
-        scraper = make_scraper(config, collectors)
-        try:
-            return render(scraper)
-        finally:
-            scraper.close()
-
-    return Exposition(ns.run(work))
+    return Exposition(_collect(ns, collectors, config, unprivileged)[0])
 
 
 def scrape_and_overview(ns: NetNS, *collectors: str, config: dict = None):
     """One collection in the namespace, as /metrics serves it (an Exposition) and as the landing page and the
     summary read it (an Overview of the same collection)."""
+    text, collection = _collect(ns, collectors, config)
+    return Exposition(text), overview.build(collection)
+
+
+def _collect(ns: NetNS, collectors, config: dict = None, unprivileged: bool = False):
+    """(/metrics text, Collection) of one collection in the namespace."""
     def work():
+        if unprivileged:
+            drop_thread_privileges()
         scraper = make_scraper(config, collectors)
         try:
             return render(scraper), scraper.last
         finally:
             scraper.close()
 
-    text, collection = ns.run(work)
-    return Exposition(text), overview.build(collection)
+    return ns.run(work)
 
 
 def make_scraper(config: dict = None, collectors=(), make_diag=None, proc=None) -> Scraper:
