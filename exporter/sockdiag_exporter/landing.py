@@ -19,7 +19,7 @@ import time
 from typing import Optional, Tuple
 
 from . import overview
-from .overview import Overview, dash, kind, largest, printable, seconds, size, span
+from .overview import Overview, dash, kind, largest, printable, seconds, shares, size, span
 from .scrape import Collection, Scraper
 
 REFRESH_SECONDS = 10
@@ -262,10 +262,7 @@ def _ports(view: Overview) -> str:
         return (e(row.netns),) if namespaced else ()
 
     def usage(row) -> str:
-        if not row.usage:
-            return "none"
-        shares = ", ".join(f"{e(family)} {share:.2%}" for family, share in sorted(row.usage.items()))
-        return f"{_fill(row.busiest)} {shares}"
+        return f"{_fill(row.busiest)} {e(shares(row))}" if row.usage else "none"
 
     rows = [where(row) + (dash(row.range_size), usage(row), f"{row.timewait} / {dash(row.timewait_limit)}")
             for row in view.ports[:ROWS]]

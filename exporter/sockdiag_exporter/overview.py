@@ -447,6 +447,11 @@ def kind(family: str, socket_type: str, protocol: str) -> str:
     return f"{family} {socket_type}".strip()
 
 
+def shares(row: PortsRow) -> str:
+    """The busiest destination's share of the port range per family: "inet 12.50%, inet6 0.04%"; "none"."""
+    return ", ".join(f"{family} {share:.2%}" for family, share in sorted(row.usage.items())) or "none"
+
+
 def dash(value) -> str:
     """A number that may be unknown (None)."""
     return "-" if value is None else str(value)

@@ -13,7 +13,7 @@ from typing import List, Optional
 
 from . import logsetup, overview
 from .diag.netlink import DiagStats
-from .overview import Overview, dash, kind, largest, printable, seconds, size, span
+from .overview import Overview, dash, kind, largest, printable, seconds, shares, size, span
 from .plan import build_plan
 from .scrape import Scraper
 
@@ -153,8 +153,7 @@ def ports(view: Overview) -> List[str]:
     lines = ["EPHEMERAL PORTS AND TIME_WAIT: the busiest destination's share of the port range",
              f"{'netns':<30}{'range':>8}  {'busiest destination':<32}{'time_wait / limit':>20}"]
     for row in view.ports[:ROWS]:
-        shares = ", ".join(f"{family} {share:.2%}" for family, share in sorted(row.usage.items())) or "none"
-        lines.append(f"{clip(printable(row.netns) or '-', 29):<30}{dash(row.range_size):>8}  {shares:<32}"
+        lines.append(f"{clip(printable(row.netns) or '-', 29):<30}{dash(row.range_size):>8}  {shares(row):<32}"
                      f"{f'{row.timewait} / {dash(row.timewait_limit)}':>20}")
     lines += more(view.ports)
     destinations = [(row.netns, *d) for row in view.ports for d in row.destinations]
